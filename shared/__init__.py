@@ -1,0 +1,2 @@
+"""What more than one jobyard process needs: domain model, wire schemas, configuration,
+the HTTP client and the Redis store."""

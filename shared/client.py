@@ -1,0 +1,132 @@
+"""The HTTP client for jobyard's API, used by the worker agent, the CLI and the tests.
+
+Every non-2xx answer becomes an ApiError carrying the status and the error code from the
+JSON error body, so callers branch on `exc.status` (409 stale attempt, 410 lost, ...).
+"""
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import requests
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+class ApiUnreachable(ApiError):
+    """The API could not be reached at all (connection refused, reset, timed out)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(0, "unreachable", message)
+
+
+class ApiClient:
+    def __init__(self, base_url: str, token: str = "", timeout_s: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self.timeout_s = timeout_s
+        self._session = requests.Session()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
+    ) -> Any:
+        """Send one request; returns the decoded JSON body, or None for 204."""
+        all_headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        all_headers.update(headers or {})
+        try:
+            response = self._session.request(
+                method,
+                self.base_url + path,
+                json=json,
+                params=params,
+                headers=all_headers,
+                timeout=timeout_s or self.timeout_s,
+            )
+        except requests.RequestException as exc:
+            raise ApiUnreachable(str(exc)) from exc
+        if response.status_code == 204:
+            return None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.ok:
+            return body
+        error = (body or {}).get("error", {}) if isinstance(body, dict) else {}
+        raise ApiError(
+            response.status_code,
+            error.get("code", "http_error"),
+            error.get("message", response.text[:200]),
+            error.get("details"),
+        )
+
+    # Users
+
+    def submit(self, spec: Mapping[str, Any], idempotency_key: str | None = None) -> Any:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return self.request("POST", "/api/v1/jobs", json=dict(spec), headers=headers)
+
+    def job(self, job_id: str) -> Any:
+        return self.request("GET", f"/api/v1/jobs/{job_id}")
+
+    def jobs(self, **filters: Any) -> Any:
+        return self.request("GET", "/api/v1/jobs", params=filters)
+
+    def events(self, job_id: str) -> Any:
+        return self.request("GET", f"/api/v1/jobs/{job_id}/events")
+
+    def output(self, job_id: str, offset: int = 0) -> Any:
+        return self.request("GET", f"/api/v1/jobs/{job_id}/output", params={"offset": offset})
+
+    def cancel(self, job_id: str) -> Any:
+        return self.request("POST", f"/api/v1/jobs/{job_id}/cancel")
+
+    def workers(self) -> Any:
+        return self.request("GET", "/api/v1/workers")
+
+    def stats(self) -> Any:
+        return self.request("GET", "/api/v1/stats")
+
+    # Workers
+
+    def register(self, body: Mapping[str, Any]) -> Any:
+        return self.request("POST", "/api/v1/workers/register", json=dict(body))
+
+    def heartbeat(self, worker_id: str, metrics: Mapping[str, Any], running: Iterable[Mapping[str, Any]]) -> Any:
+        body = {"metrics": dict(metrics), "running": list(running)}
+        return self.request("POST", f"/api/v1/workers/{worker_id}/heartbeat", json=body)
+
+    def assignments(self, worker_id: str, wait_s: float) -> list[dict[str, Any]]:
+        body = self.request(
+            "GET",
+            f"/api/v1/workers/{worker_id}/assignments",
+            params={"wait": wait_s},
+            timeout_s=wait_s + 10,
+        )
+        return body["jobs"] if body else []
+
+    def start(self, job_id: str, attempt: int) -> Any:
+        return self.request("POST", f"/api/v1/jobs/{job_id}/attempts/{attempt}/start", json={})
+
+    def post_output(self, job_id: str, attempt: int, chunks: list[Mapping[str, Any]]) -> Any:
+        return self.request(
+            "POST", f"/api/v1/jobs/{job_id}/attempts/{attempt}/output", json={"chunks": chunks}
+        )
+
+    def result(self, job_id: str, attempt: int, body: Mapping[str, Any]) -> Any:
+        return self.request(
+            "POST", f"/api/v1/jobs/{job_id}/attempts/{attempt}/result", json=dict(body)
+        )
