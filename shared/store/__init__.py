@@ -1,0 +1,41 @@
+"""The Redis store: the single source of truth for jobs, workers and tokens.
+
+`Store` bundles one client, its registered scripts and the key builder; the parts are
+`jobs`, `workers`, `tokens` and `scheduling`. Only the api and scheduler use it.
+"""
+
+from collections.abc import Callable
+
+import redis
+
+from shared import clock as default_clock
+from shared.store.jobs import JobStore
+from shared.store.keys import Keys
+from shared.store.scheduling import SchedulingStore
+from shared.store.scripts import Scripts
+from shared.store.tokens import TokenStore
+from shared.store.workers import WorkerStore
+
+
+class Store:
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str = "jy:",
+        clock: Callable[[], float] = default_clock.now,
+    ) -> None:
+        self.redis = client
+        self.keys = Keys(prefix)
+        scripts = Scripts(client)
+        self.jobs = JobStore(client, self.keys, scripts, clock)
+        self.workers = WorkerStore(client, self.keys, scripts, clock)
+        self.tokens = TokenStore(client, self.keys)
+        self.scheduling = SchedulingStore(client, self.keys, scripts, clock)
+
+
+def connect(redis_url: str, **kwargs: object) -> redis.Redis:
+    """A client that decodes replies to str and retries once on a dropped connection."""
+    return redis.Redis.from_url(
+        redis_url, decode_responses=True, socket_connect_timeout=2, health_check_interval=30,
+        **kwargs,  # type: ignore[arg-type]
+    )

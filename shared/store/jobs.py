@@ -1,0 +1,211 @@
+"""Jobs in Redis: submit, read, list, cancel, and the worker's start/output/result calls.
+
+Every state change goes through one Lua script (lua/*.lua); reads are plain commands.
+"""
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from shared.resources import Resources
+from shared.states import JobState
+from shared.store.errors import InvalidState, NotFound, StaleAttempt
+from shared.store.keys import Keys
+from shared.store.records import job_from_hash
+from shared.store.scripts import Scripts
+
+IDEMPOTENCY_TTL_S = 24 * 3600
+MAX_LIST_SCAN = 5000
+
+
+@dataclass(frozen=True)
+class Transition:
+    state: str
+    version: int
+
+
+class JobStore:
+    def __init__(
+        self, client: redis.Redis, keys: Keys, scripts: Scripts, clock: Callable[[], float]
+    ) -> None:
+        self.redis = client
+        self.keys = keys
+        self.scripts = scripts
+        self.clock = clock
+
+    def submit(
+        self,
+        job_id: str,
+        owner: str,
+        spec: dict[str, Any],
+        resources: Resources,
+        priority: int,
+        idempotency_key: str | None = None,
+    ) -> tuple[str, bool]:
+        """Store a QUEUED job. Returns (job id, created); with an idempotency key already
+        used by this owner, the first job's id and False."""
+        keys = self.keys.common() + [
+            self.keys.job(job_id),
+            self.keys.job_events(job_id),
+            self.keys.jobs,
+            self.keys.owner_jobs(owner),
+            self.keys.seq,
+            self.keys.idempotency(owner, idempotency_key or ""),
+        ]
+        args = [
+            job_id, self.clock(), owner, json.dumps(spec), resources.cpu_m, resources.memory_mb,
+            resources.gpus, priority, "1" if idempotency_key else "0", IDEMPOTENCY_TTL_S,
+        ]
+        created, stored_id = self.scripts.run("submit", keys, args)
+        return stored_id, created == 1
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        h = self.redis.hgetall(self.keys.job(job_id))
+        if not h:
+            raise NotFound(f"no job {job_id}")
+        return job_from_hash(h)
+
+    def get_many(self, job_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The jobs that still exist, in the order asked."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hgetall(self.keys.job(job_id))
+        return [job_from_hash(h) for h in pipe.execute() if h]
+
+    def query(
+        self,
+        *,
+        owner: str | None,
+        state: str | None = None,
+        worker: str | None = None,
+        label: tuple[str, str] | None = None,
+        limit: int = 50,
+        cursor: int | None = None,
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """Newest first. `owner` None means every owner (admins). The cursor is the arrival
+        number to continue below; returns (jobs, next cursor or None at the end)."""
+        if state:
+            index = self.keys.state(JobState(state))
+        elif owner is not None:
+            index = self.keys.owner_jobs(owner)
+        else:
+            index = self.keys.jobs
+        top = f"({cursor}" if cursor is not None else "+inf"
+        found: list[dict[str, Any]] = []
+        scanned = 0
+        while len(found) < limit and scanned < MAX_LIST_SCAN:
+            page = self.redis.zrevrangebyscore(index, top, "-inf", start=0, num=limit, withscores=True)
+            if not page:
+                return found, None
+            scanned += len(page)
+            top = f"({int(page[-1][1])}"
+            for job in self.get_many([job_id for job_id, _ in page]):
+                if _matches(job, owner, worker, label):
+                    found.append(job)
+                    if len(found) == limit:
+                        break
+        last = found[-1] if found else None
+        return found, (int(self.redis.hget(self.keys.job(last["id"]), "seq")) if last else None)
+
+    def counts(self) -> dict[str, int]:
+        raw = self.redis.hgetall(self.keys.counts)
+        return {state.value: int(raw.get(state.value, 0)) for state in JobState}
+
+    def events(self, job_id: str) -> list[dict[str, Any]]:
+        return [json.loads(e) for e in self.redis.lrange(self.keys.job_events(job_id), 0, -1)]
+
+    def cancel(self, job_id: str) -> Transition:
+        """QUEUED ends CANCELLED now; ASSIGNED/RUNNING is flagged for its agent to stop."""
+        status, state, version = self.scripts.run(
+            "cancel",
+            self.keys.common() + [self.keys.job(job_id), self.keys.job_events(job_id)],
+            [self.clock(), job_id],
+        )
+        if status == "not_found":
+            raise NotFound(f"no job {job_id}")
+        if status == "conflict":
+            raise InvalidState(f"job {job_id} is {state}: it cannot be cancelled", state)
+        return Transition(state, version)
+
+    def start(self, job_id: str, worker_id: str, attempt: int) -> Transition:
+        reply = self.scripts.run(
+            "start",
+            self.keys.common() + [self.keys.job(job_id), self.keys.job_events(job_id)],
+            [self.clock(), job_id, worker_id, attempt],
+        )
+        return _worker_call_outcome(job_id, attempt, reply)
+
+    def finish(
+        self,
+        job_id: str,
+        worker_id: str,
+        attempt: int,
+        *,
+        exit_code: int | None,
+        reason: str | None,
+        error: str | None,
+        metrics: dict[str, Any],
+    ) -> Transition:
+        keys = self.keys.common() + [
+            self.keys.job(job_id),
+            self.keys.job_events(job_id),
+            self.keys.worker(worker_id),
+            self.keys.worker_jobs(worker_id),
+        ]
+        args = [
+            self.clock(), job_id, worker_id, attempt, "" if exit_code is None else exit_code,
+            reason or "", error or "", json.dumps(metrics),
+        ]
+        return _worker_call_outcome(job_id, attempt, self.scripts.run("result", keys, args))
+
+    def append_output(
+        self, job_id: str, worker_id: str, attempt: int, chunks: list[dict[str, Any]],
+        max_bytes: int,
+    ) -> bool:
+        """Store new chunks (a seq already seen is ignored). Returns whether the user asked
+        to cancel the job, so the agent learns it with its next post."""
+        status, _stored, cancel = self.scripts.run(
+            "output",
+            self.keys.common() + [self.keys.job(job_id), self.keys.job_output(job_id)],
+            [worker_id, attempt, max_bytes, json.dumps(sorted(chunks, key=lambda c: c["seq"]))],
+        )
+        if status == "not_found":
+            raise NotFound(f"no job {job_id}")
+        if status == "stale":
+            raise StaleAttempt(f"attempt {attempt} of job {job_id} is not current")
+        return cancel == 1
+
+    def read_output(self, job_id: str, offset: int, limit: int) -> list[dict[str, Any]]:
+        """Chunks numbered above `offset`, oldest first."""
+        entries = self.redis.xrange(self.keys.job_output(job_id), f"{offset + 1}-0", "+", count=limit)
+        return [
+            {
+                "offset": int(entry_id.split("-")[0]),
+                "stream": fields["stream"],
+                "at": float(fields["at"]),
+                "data": fields["data"],
+            }
+            for entry_id, fields in entries
+        ]
+
+
+def _matches(
+    job: dict[str, Any], owner: str | None, worker: str | None, label: tuple[str, str] | None
+) -> bool:
+    if owner is not None and job["owner"] != owner:
+        return False
+    if worker is not None and job["worker_id"] != worker:
+        return False
+    return label is None or job.get("labels", {}).get(label[0]) == label[1]
+
+
+def _worker_call_outcome(job_id: str, attempt: int, reply: list[Any]) -> Transition:
+    status, state, version = reply
+    if status == "not_found":
+        raise NotFound(f"no job {job_id}")
+    if status == "stale":
+        raise StaleAttempt(f"attempt {attempt} of job {job_id} is not current (job is {state})")
+    return Transition(state, version)

@@ -1,0 +1,96 @@
+"""Every Redis key name jobyard uses, built in this one module.
+
+Lua scripts never build key names: they receive them as KEYS, laid out by `common()` first
+and then the per-entity keys each script documents.
+"""
+
+from dataclasses import dataclass
+
+from shared.states import JobState
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "jy:"
+
+    # Global keys
+
+    @property
+    def counts(self) -> str:
+        """Hash: state -> number of jobs in it."""
+        return f"{self.prefix}counts"
+
+    @property
+    def events(self) -> str:
+        """Stream of every job and worker change (the dashboard's feed)."""
+        return f"{self.prefix}events"
+
+    @property
+    def queue(self) -> str:
+        """Sorted set of QUEUED job ids, scored by priority then arrival."""
+        return f"{self.prefix}queue"
+
+    @property
+    def wake(self) -> str:
+        """List the scheduler blocks on; anything that may free or need capacity pushes."""
+        return f"{self.prefix}wake"
+
+    @property
+    def seq(self) -> str:
+        """Counter giving every job its arrival number."""
+        return f"{self.prefix}seq"
+
+    @property
+    def jobs(self) -> str:
+        """Sorted set of every job id, scored by arrival number."""
+        return f"{self.prefix}jobs"
+
+    @property
+    def workers(self) -> str:
+        """Sorted set of worker ids, scored by last heartbeat time."""
+        return f"{self.prefix}workers"
+
+    @property
+    def tokens(self) -> str:
+        """Hash: sha256 of a token -> JSON record {name, role, worker_id}."""
+        return f"{self.prefix}tokens"
+
+    def state(self, state: JobState) -> str:
+        """Sorted set of the job ids in one state, scored by arrival number."""
+        return f"{self.prefix}state:{state.value}"
+
+    def common(self) -> list[str]:
+        """The keys every state-changing script receives first (see lua/lib.lua)."""
+        return [self.counts, self.events, self.queue, self.wake] + [
+            self.state(state) for state in JobState
+        ]
+
+    # Per job
+
+    def job(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}"
+
+    def job_events(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}:events"
+
+    def job_output(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}:output"
+
+    def owner_jobs(self, owner: str) -> str:
+        return f"{self.prefix}owner:{owner}:jobs"
+
+    def idempotency(self, owner: str, key: str) -> str:
+        return f"{self.prefix}idem:{owner}:{key}"
+
+    # Per worker
+
+    def worker(self, worker_id: str) -> str:
+        return f"{self.prefix}worker:{worker_id}"
+
+    def worker_jobs(self, worker_id: str) -> str:
+        """Set of the job ids ASSIGNED to or RUNNING on one worker."""
+        return f"{self.prefix}worker:{worker_id}:jobs"
+
+    def worker_inbox(self, worker_id: str) -> str:
+        """List of newly assigned job ids, popped by the worker's long-poll."""
+        return f"{self.prefix}worker:{worker_id}:inbox"

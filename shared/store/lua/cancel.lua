@@ -1,0 +1,22 @@
+-- cancel.lua: a user cancels a job. QUEUED ends CANCELLED here and now; ASSIGNED or
+-- RUNNING is flagged, and its agent (told in its next output or heartbeat answer) stops
+-- the container and reports the attempt ended with reason cancelled.
+-- KEYS: common, job, job_events
+-- ARGV: now, job_id
+-- Returns {status, state, version}; status is cancelled, requested, conflict or not_found.
+local K_JOB, K_JOB_EVENTS = KEYS[COMMON + 1], KEYS[COMMON + 2]
+local now, job_id = ARGV[1], ARGV[2]
+
+local state = redis.call('HGET', K_JOB, 'state')
+if not state then return {'not_found', '', 0} end
+if state == 'QUEUED' then
+  redis.call('ZREM', K_QUEUE, job_id)
+  local version = transition(K_JOB, K_JOB_EVENTS, job_id, 'QUEUED', 'CANCELLED', now,
+    {'reason', 'cancelled', 'finished_at', now}, {'pending_reason'})
+  return {'cancelled', 'CANCELLED', version}
+end
+if state == 'ASSIGNED' or state == 'RUNNING' then
+  redis.call('HSET', K_JOB, 'cancel_requested', '1')
+  return {'requested', state, tonumber(redis.call('HGET', K_JOB, 'version'))}
+end
+return {'conflict', state, 0}

@@ -1,0 +1,71 @@
+-- lib.lua: prepended to every script by shared/store/scripts.py.
+-- KEYS[1..10] are Keys.common(): counts, events, queue, wake, then one index per state.
+-- Each script's own keys start at KEYS[COMMON + 1].
+local COMMON = 10
+local K_COUNTS, K_EVENTS, K_QUEUE, K_WAKE = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local STATE_INDEX = {
+  QUEUED = KEYS[5], ASSIGNED = KEYS[6], RUNNING = KEYS[7],
+  COMPLETED = KEYS[8], FAILED = KEYS[9], CANCELLED = KEYS[10],
+}
+local TERMINAL = {COMPLETED = true, FAILED = true, CANCELLED = true}
+local EVENTS_MAXLEN = 100000
+
+local function nullable(value)
+  if value == false or value == nil or value == '' then return cjson.null end
+  return value
+end
+
+local function wake_scheduler()
+  redis.call('LPUSH', K_WAKE, '1')
+  redis.call('LTRIM', K_WAKE, 0, 0)
+end
+
+local function publish(kind, id, payload)
+  redis.call('XADD', K_EVENTS, 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'kind', kind, 'id', id, 'data', payload)
+end
+
+-- Queue score: higher priority first, then arrival order. Priority is bounded to
+-- [-1000, 1000] at submit so the score stays exact in a double.
+local function queue_score(priority, seq)
+  return (1000 - tonumber(priority)) * 4398046511104 + tonumber(seq)
+end
+
+-- Move a job from `from` to `to`: indexes, counters, version, history and the global feed,
+-- all in the caller's atomic script. `set` is a flat list of fields to write, `clear` a list
+-- of fields to delete. The caller has already checked that the job is in `from`.
+local function transition(job_key, events_key, job_id, from, to, now, set, clear)
+  local seq = redis.call('HGET', job_key, 'seq')
+  redis.call('ZREM', STATE_INDEX[from], job_id)
+  redis.call('ZADD', STATE_INDEX[to], seq, job_id)
+  redis.call('HINCRBY', K_COUNTS, from, -1)
+  redis.call('HINCRBY', K_COUNTS, to, 1)
+  if clear and #clear > 0 then redis.call('HDEL', job_key, unpack(clear)) end
+  local version = redis.call('HINCRBY', job_key, 'version', 1)
+  redis.call('HSET', job_key, 'state', to, 'updated_at', now, unpack(set or {}))
+  local h = redis.call('HMGET', job_key, 'attempt', 'worker_id', 'reason')
+  local event = cjson.encode({
+    at = tonumber(now), from = from, to = to, reason = nullable(h[3]),
+    attempt = tonumber(h[1]), worker_id = nullable(h[2]), version = version,
+  })
+  redis.call('RPUSH', events_key, event)
+  publish('job', job_id, event)
+  return version
+end
+
+-- Give back what a job reserved on its worker. Guarded by SREM so it happens once.
+local function release(job_key, worker_key, worker_jobs_key, job_id)
+  if redis.call('SREM', worker_jobs_key, job_id) == 0 then return end
+  local r = redis.call('HMGET', job_key, 'cpu_m', 'memory_mb', 'gpus')
+  redis.call('HINCRBY', worker_key, 'res_cpu_m', -tonumber(r[1]))
+  redis.call('HINCRBY', worker_key, 'res_memory_mb', -tonumber(r[2]))
+  redis.call('HINCRBY', worker_key, 'res_gpus', -tonumber(r[3]))
+  redis.call('HINCRBY', worker_key, 'res_slots', -1)
+  wake_scheduler()
+end
+
+-- Fencing: a worker may only speak about the current attempt of a job assigned to it.
+local function is_current(job_key, worker_id, attempt)
+  local h = redis.call('HMGET', job_key, 'worker_id', 'attempt')
+  return h[1] == worker_id and h[2] == attempt
+end
+

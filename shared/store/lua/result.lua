@@ -1,0 +1,37 @@
+-- result.lua: an attempt ended on its worker: ASSIGNED|RUNNING -> COMPLETED|FAILED|CANCELLED,
+-- and the worker's reservation is released in the same step.
+-- KEYS: common, job, job_events, worker, worker_jobs
+-- ARGV: now, job_id, worker_id, attempt, exit_code ('' if none), reason ('' if none),
+--       error, metrics_json
+-- Returns {status, state, version}; status is ok, duplicate, stale or not_found.
+local K_JOB, K_JOB_EVENTS, K_WORKER, K_WORKER_JOBS =
+  KEYS[COMMON + 1], KEYS[COMMON + 2], KEYS[COMMON + 3], KEYS[COMMON + 4]
+local now, job_id, worker_id, attempt = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local exit_code, reason, err, metrics = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+
+local state = redis.call('HGET', K_JOB, 'state')
+if not state then return {'not_found', '', 0} end
+if not is_current(K_JOB, worker_id, attempt) then return {'stale', state, 0} end
+if TERMINAL[state] then
+  return {'duplicate', state, tonumber(redis.call('HGET', K_JOB, 'version'))}
+end
+if state ~= 'ASSIGNED' and state ~= 'RUNNING' then return {'stale', state, 0} end
+
+local target
+if reason == 'cancelled' then
+  target = 'CANCELLED'
+elseif reason ~= '' then
+  target = 'FAILED'
+elseif exit_code == '0' then
+  target = 'COMPLETED'
+else
+  target, reason = 'FAILED', 'exit_code'
+end
+
+local set = {'finished_at', now, 'metrics', metrics}
+if reason ~= '' then set[#set + 1] = 'reason'; set[#set + 1] = reason end
+if exit_code ~= '' then set[#set + 1] = 'exit_code'; set[#set + 1] = exit_code end
+if err ~= '' then set[#set + 1] = 'error'; set[#set + 1] = err end
+release(K_JOB, K_WORKER, K_WORKER_JOBS, job_id)
+local version = transition(K_JOB, K_JOB_EVENTS, job_id, state, target, now, set, {})
+return {'ok', target, version}

@@ -1,0 +1,33 @@
+-- submit.lua: create a QUEUED job.
+-- KEYS: common, job, job_events, jobs, owner_jobs, seq, idempotency
+-- ARGV: job_id, now, owner, spec_json, cpu_m, memory_mb, gpus, priority, use_idem, idem_ttl_s
+-- Returns {created (1|0), job_id}: 0 when the idempotency key already named a job.
+local K_JOB, K_JOB_EVENTS, K_JOBS, K_OWNER, K_SEQ, K_IDEM =
+  KEYS[COMMON + 1], KEYS[COMMON + 2], KEYS[COMMON + 3], KEYS[COMMON + 4], KEYS[COMMON + 5], KEYS[COMMON + 6]
+local job_id, now, owner = ARGV[1], ARGV[2], ARGV[3]
+
+if ARGV[9] == '1' then
+  local existing = redis.call('GET', K_IDEM)
+  if existing then return {0, existing} end
+end
+if redis.call('EXISTS', K_JOB) == 1 then return redis.error_reply('job id collision') end
+
+local seq = redis.call('INCR', K_SEQ)
+redis.call('HSET', K_JOB,
+  'id', job_id, 'owner', owner, 'spec', ARGV[4],
+  'cpu_m', ARGV[5], 'memory_mb', ARGV[6], 'gpus', ARGV[7], 'priority', ARGV[8],
+  'seq', seq, 'state', 'QUEUED', 'version', 1, 'attempt', 0,
+  'created_at', now, 'queued_at', now, 'updated_at', now,
+  'output_bytes', 0, 'output_chunks', 0)
+redis.call('ZADD', K_JOBS, seq, job_id)
+redis.call('ZADD', K_OWNER, seq, job_id)
+redis.call('ZADD', STATE_INDEX.QUEUED, seq, job_id)
+redis.call('ZADD', K_QUEUE, queue_score(ARGV[8], seq), job_id)
+redis.call('HINCRBY', K_COUNTS, 'QUEUED', 1)
+local event = cjson.encode({at = tonumber(now), from = cjson.null, to = 'QUEUED',
+  reason = cjson.null, attempt = 0, worker_id = cjson.null, version = 1})
+redis.call('RPUSH', K_JOB_EVENTS, event)
+publish('job', job_id, event)
+if ARGV[9] == '1' then redis.call('SET', K_IDEM, job_id, 'EX', ARGV[10]) end
+wake_scheduler()
+return {1, job_id}

@@ -1,0 +1,27 @@
+"""Loads the Lua scripts in lua/ once per Redis client, each with lib.lua prepended."""
+
+from importlib.resources import files
+from typing import Any
+
+import redis
+
+SCRIPT_NAMES = (
+    "submit", "assign", "pending", "start", "result", "cancel", "register", "heartbeat", "output",
+)
+
+
+def _source(name: str) -> str:
+    return files("shared.store").joinpath("lua", f"{name}.lua").read_text()
+
+
+class Scripts:
+    """One registered script per name; `run` sends EVALSHA and reloads after a Redis restart."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        lib = _source("lib")
+        self._scripts = {
+            name: client.register_script(lib + "\n" + _source(name)) for name in SCRIPT_NAMES
+        }
+
+    def run(self, name: str, keys: list[str], args: list[Any], client: Any = None) -> Any:
+        return self._scripts[name](keys=keys, args=args, client=client)

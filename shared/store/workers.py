@@ -1,0 +1,109 @@
+"""Workers in Redis: registration, heartbeats, the assignment inbox, and listing."""
+
+import json
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import redis
+
+from shared.resources import Resources
+from shared.store.errors import NotFound
+from shared.store.keys import Keys
+from shared.store.records import worker_from_hash
+from shared.store.scripts import Scripts
+
+
+class WorkerLost(Exception):
+    """The worker was declared lost: it must kill everything and register anew."""
+
+
+class WorkerStore:
+    def __init__(
+        self, client: redis.Redis, keys: Keys, scripts: Scripts, clock: Callable[[], float]
+    ) -> None:
+        self.redis = client
+        self.keys = keys
+        self.scripts = scripts
+        self.clock = clock
+
+    def register(
+        self,
+        worker_id: str,
+        token_hash: str,
+        *,
+        hostname: str,
+        capacity: Resources,
+        slots: int,
+        labels: dict[str, str],
+        executor: str,
+    ) -> None:
+        record = json.dumps({"name": f"worker:{worker_id}", "role": "worker", "worker_id": worker_id})
+        self.scripts.run(
+            "register",
+            self.keys.common() + [self.keys.worker(worker_id), self.keys.workers, self.keys.tokens],
+            [
+                self.clock(), worker_id, token_hash, record, hostname, capacity.cpu_m,
+                capacity.memory_mb, capacity.gpus, slots, json.dumps(labels), executor,
+            ],
+        )
+
+    def heartbeat(
+        self, worker_id: str, metrics: dict[str, Any], running: Iterable[tuple[str, int]]
+    ) -> tuple[list[str], list[str]]:
+        """Record that the worker lives. Returns (cancel, stop): jobs of its own the user
+        cancelled, and jobs it reports running that are no longer its own."""
+        status = self.scripts.run(
+            "heartbeat",
+            self.keys.common() + [self.keys.worker(worker_id), self.keys.workers],
+            [self.clock(), worker_id, json.dumps(metrics)],
+        )
+        if status == "not_found":
+            raise NotFound(f"no worker {worker_id}")
+        if status == "lost":
+            raise WorkerLost(worker_id)
+        own = sorted(self.redis.smembers(self.keys.worker_jobs(worker_id)))
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in own:
+            pipe.hget(self.keys.job(job_id), "cancel_requested")
+        cancel = [job_id for job_id, flag in zip(own, pipe.execute(), strict=True) if flag == "1"]
+        running = list(running)
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id, _attempt in running:
+            pipe.hmget(self.keys.job(job_id), "worker_id", "attempt")
+        stop = [
+            job_id
+            for (job_id, attempt), (owner_id, current) in zip(running, pipe.execute(), strict=True)
+            if owner_id != worker_id or current != str(attempt) or job_id not in own
+        ]
+        return cancel, stop
+
+    def pop_assigned(self, worker_id: str, wait_s: float) -> list[str]:
+        """Block up to `wait_s` for newly assigned job ids; returns all that are waiting."""
+        inbox = self.keys.worker_inbox(worker_id)
+        first = self.redis.blpop([inbox], timeout=wait_s)
+        if first is None:
+            return []
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.lrange(inbox, 0, -1)
+        pipe.delete(inbox)
+        rest, _ = pipe.execute()
+        return [first[1], *rest]
+
+    def get(self, worker_id: str) -> dict[str, Any]:
+        h = self.redis.hgetall(self.keys.worker(worker_id))
+        if not h:
+            raise NotFound(f"no worker {worker_id}")
+        return worker_from_hash(h, list(self.redis.smembers(self.keys.worker_jobs(worker_id))))
+
+    def all(self) -> list[dict[str, Any]]:
+        ids = self.redis.zrange(self.keys.workers, 0, -1)
+        pipe = self.redis.pipeline(transaction=False)
+        for worker_id in ids:
+            pipe.hgetall(self.keys.worker(worker_id))
+            pipe.smembers(self.keys.worker_jobs(worker_id))
+        replies = pipe.execute()
+        return [
+            worker_from_hash(h, list(jobs))
+            for h, jobs in zip(replies[::2], replies[1::2], strict=True)
+            if h
+        ]
