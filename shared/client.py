@@ -105,7 +105,9 @@ class ApiClient:
     def register(self, body: Mapping[str, Any]) -> Any:
         return self.request("POST", "/api/v1/workers/register", json=dict(body))
 
-    def heartbeat(self, worker_id: str, metrics: Mapping[str, Any], running: Iterable[Mapping[str, Any]]) -> Any:
+    def heartbeat(
+        self, worker_id: str, metrics: Mapping[str, Any], running: Iterable[Mapping[str, Any]]
+    ) -> Any:
         body = {"metrics": dict(metrics), "running": list(running)}
         return self.request("POST", f"/api/v1/workers/{worker_id}/heartbeat", json=body)
 

@@ -7,6 +7,8 @@
 from collections.abc import Callable
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from shared import clock as default_clock
 from shared.store.jobs import JobStore
@@ -33,9 +35,13 @@ class Store:
         self.scheduling = SchedulingStore(client, self.keys, scripts, clock)
 
 
-def connect(redis_url: str, **kwargs: object) -> redis.Redis:
-    """A client that decodes replies to str and retries once on a dropped connection."""
+def connect(redis_url: str) -> redis.Redis:
+    """A client that decodes replies to str, checks idle connections before use, and gives
+    up on an unreachable Redis within about a second, so callers can answer 503 promptly."""
     return redis.Redis.from_url(
-        redis_url, decode_responses=True, socket_connect_timeout=2, health_check_interval=30,
-        **kwargs,  # type: ignore[arg-type]
+        redis_url,
+        decode_responses=True,
+        socket_connect_timeout=0.5,
+        health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=2),
     )

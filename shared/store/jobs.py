@@ -56,8 +56,16 @@ class JobStore:
             self.keys.idempotency(owner, idempotency_key or ""),
         ]
         args = [
-            job_id, self.clock(), owner, json.dumps(spec), resources.cpu_m, resources.memory_mb,
-            resources.gpus, priority, "1" if idempotency_key else "0", IDEMPOTENCY_TTL_S,
+            job_id,
+            self.clock(),
+            owner,
+            json.dumps(spec),
+            resources.cpu_m,
+            resources.memory_mb,
+            resources.gpus,
+            priority,
+            "1" if idempotency_key else "0",
+            IDEMPOTENCY_TTL_S,
         ]
         created, stored_id = self.scripts.run("submit", keys, args)
         return stored_id, created == 1
@@ -96,19 +104,23 @@ class JobStore:
         top = f"({cursor}" if cursor is not None else "+inf"
         found: list[dict[str, Any]] = []
         scanned = 0
-        while len(found) < limit and scanned < MAX_LIST_SCAN:
-            page = self.redis.zrevrangebyscore(index, top, "-inf", start=0, num=limit, withscores=True)
+        while scanned < MAX_LIST_SCAN:
+            page = self.redis.zrevrangebyscore(
+                index, top, "-inf", start=0, num=limit, withscores=True
+            )
             if not page:
                 return found, None
             scanned += len(page)
-            top = f"({int(page[-1][1])}"
-            for job in self.get_many([job_id for job_id, _ in page]):
-                if _matches(job, owner, worker, label):
+            jobs = {job["id"]: job for job in self.get_many([job_id for job_id, _ in page])}
+            for job_id, score in page:
+                job = jobs.get(job_id)
+                if job and _matches(job, owner, worker, label):
                     found.append(job)
                     if len(found) == limit:
-                        break
-        last = found[-1] if found else None
-        return found, (int(self.redis.hget(self.keys.job(last["id"]), "seq")) if last else None)
+                        return found, int(score)
+            top = f"({int(page[-1][1])}"
+        # Scanned enough for one request: hand back a cursor to go on from.
+        return found, int(top[1:])
 
     def counts(self) -> dict[str, int]:
         raw = self.redis.hgetall(self.keys.counts)
@@ -156,13 +168,23 @@ class JobStore:
             self.keys.worker_jobs(worker_id),
         ]
         args = [
-            self.clock(), job_id, worker_id, attempt, "" if exit_code is None else exit_code,
-            reason or "", error or "", json.dumps(metrics),
+            self.clock(),
+            job_id,
+            worker_id,
+            attempt,
+            "" if exit_code is None else exit_code,
+            reason or "",
+            error or "",
+            json.dumps(metrics),
         ]
         return _worker_call_outcome(job_id, attempt, self.scripts.run("result", keys, args))
 
     def append_output(
-        self, job_id: str, worker_id: str, attempt: int, chunks: list[dict[str, Any]],
+        self,
+        job_id: str,
+        worker_id: str,
+        attempt: int,
+        chunks: list[dict[str, Any]],
         max_bytes: int,
     ) -> bool:
         """Store new chunks (a seq already seen is ignored). Returns whether the user asked
@@ -180,7 +202,9 @@ class JobStore:
 
     def read_output(self, job_id: str, offset: int, limit: int) -> list[dict[str, Any]]:
         """Chunks numbered above `offset`, oldest first."""
-        entries = self.redis.xrange(self.keys.job_output(job_id), f"{offset + 1}-0", "+", count=limit)
+        entries = self.redis.xrange(
+            self.keys.job_output(job_id), f"{offset + 1}-0", "+", count=limit
+        )
         return [
             {
                 "offset": int(entry_id.split("-")[0]),

@@ -54,9 +54,13 @@ class SchedulingStore:
         ids = self.redis.zrange(self.keys.queue, 0, limit - 1)
         pipe = self.redis.pipeline(transaction=False)
         for job_id in ids:
-            pipe.hmget(self.keys.job(job_id), "cpu_m", "memory_mb", "gpus", "priority", "pending_reason")
+            pipe.hmget(
+                self.keys.job(job_id), "cpu_m", "memory_mb", "gpus", "priority", "pending_reason"
+            )
         jobs = []
-        for job_id, (cpu_m, memory_mb, gpus, priority, reason) in zip(ids, pipe.execute(), strict=True):
+        for job_id, (cpu_m, memory_mb, gpus, priority, reason) in zip(
+            ids, pipe.execute(), strict=True
+        ):
             if cpu_m is None:  # deleted between the two reads
                 continue
             request = Resources(int(cpu_m), int(memory_mb), int(gpus))
@@ -67,8 +71,17 @@ class SchedulingStore:
         """Workers that are alive (not draining or lost) and heard from recently."""
         ids = self.redis.zrangebyscore(self.keys.workers, self.clock() - worker_timeout_s, "+inf")
         pipe = self.redis.pipeline(transaction=False)
-        fields = ("status", "cpu_m", "memory_mb", "gpus", "slots",
-                  "res_cpu_m", "res_memory_mb", "res_gpus", "res_slots")
+        fields = (
+            "status",
+            "cpu_m",
+            "memory_mb",
+            "gpus",
+            "slots",
+            "res_cpu_m",
+            "res_memory_mb",
+            "res_gpus",
+            "res_slots",
+        )
         for worker_id in ids:
             pipe.hmget(self.keys.worker(worker_id), *fields)
         workers = []
@@ -77,8 +90,13 @@ class SchedulingStore:
                 continue
             cpu, mem, gpus, slots, r_cpu, r_mem, r_gpus, r_slots = (int(v) for v in values[1:])
             workers.append(
-                WorkerView(worker_id, Resources(cpu, mem, gpus), Resources(r_cpu, r_mem, r_gpus),
-                           slots, r_slots)
+                WorkerView(
+                    worker_id,
+                    Resources(cpu, mem, gpus),
+                    Resources(r_cpu, r_mem, r_gpus),
+                    slots,
+                    r_slots,
+                )
             )
         return workers
 

@@ -6,7 +6,15 @@ from typing import Any
 import redis
 
 SCRIPT_NAMES = (
-    "submit", "assign", "pending", "start", "result", "cancel", "register", "heartbeat", "output",
+    "submit",
+    "assign",
+    "pending",
+    "start",
+    "result",
+    "cancel",
+    "register",
+    "heartbeat",
+    "output",
 )
 
 

@@ -37,13 +37,24 @@ class WorkerStore:
         labels: dict[str, str],
         executor: str,
     ) -> None:
-        record = json.dumps({"name": f"worker:{worker_id}", "role": "worker", "worker_id": worker_id})
+        record = json.dumps(
+            {"name": f"worker:{worker_id}", "role": "worker", "worker_id": worker_id}
+        )
         self.scripts.run(
             "register",
             self.keys.common() + [self.keys.worker(worker_id), self.keys.workers, self.keys.tokens],
             [
-                self.clock(), worker_id, token_hash, record, hostname, capacity.cpu_m,
-                capacity.memory_mb, capacity.gpus, slots, json.dumps(labels), executor,
+                self.clock(),
+                worker_id,
+                token_hash,
+                record,
+                hostname,
+                capacity.cpu_m,
+                capacity.memory_mb,
+                capacity.gpus,
+                slots,
+                json.dumps(labels),
+                executor,
             ],
         )
 

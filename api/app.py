@@ -1,0 +1,35 @@
+"""The Flask app factory: `create_app(config)` builds the whole API with its own store."""
+
+from flask import Flask
+from flask_smorest import Api
+
+from api import attempts, jobs, ops, workers
+from api.errors import register_error_handlers
+from api.extensions import Services
+from shared.config import Config
+from shared.store import Store, connect
+
+
+def create_app(config: Config | None = None, store: Store | None = None) -> Flask:
+    config = config or Config.from_env()
+    app = Flask("jobyard")
+    app.config.update(
+        API_TITLE="jobyard",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="api/v1/openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        MAX_CONTENT_LENGTH=config.max_request_bytes,
+        JSON_SORT_KEYS=False,
+    )
+    if store is None:
+        store = Store(connect(config.redis_url), config.redis_prefix)
+    app.extensions["jobyard"] = Services(config, store)
+    api = Api(app)
+    for blueprint in (jobs.blp, attempts.blp, workers.blp, ops.blp):
+        api.register_blueprint(blueprint)
+    app.register_blueprint(ops.probes)
+    register_error_handlers(app)
+    return app

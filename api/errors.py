@@ -1,0 +1,111 @@
+"""Every failure becomes {"error": {"code", "message", "details"}} with a fitting status:
+never an HTML page, never a 500 for bad input, 503 when Redis cannot be reached."""
+
+import logging
+from typing import Any
+
+import redis
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException
+
+from shared.store.errors import InvalidState, NotFound, StaleAttempt
+from shared.store.workers import WorkerLost
+
+log = logging.getLogger("jobyard.api")
+
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    410: "gone",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class Unauthorized(ApiError):
+    status, code = 401, "unauthorized"
+
+
+class Forbidden(ApiError):
+    status, code = 403, "forbidden"
+
+
+class JobNotFound(ApiError):
+    status, code = 404, "not_found"
+
+
+class Invalid(ApiError):
+    status, code = 422, "invalid"
+
+
+def error_response(status: int, code: str, message: str, details: Any = None) -> Response:
+    response = jsonify({"error": {"code": code, "message": message, "details": details}})
+    response.status_code = status
+    if status == 401:
+        response.headers["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+def _api_error(exc: ApiError) -> Response:
+    return error_response(exc.status, exc.code, exc.message, exc.details)
+
+
+def _http_error(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    data = getattr(exc, "data", None) or {}
+    details = data.get("messages")
+    message = exc.description or exc.name
+    if status == 422 and details:
+        message = "the request has invalid values"
+    elif status == 400 and details:
+        message = "the request body is not valid JSON"
+    return error_response(status, HTTP_CODES.get(status, "http_error"), message, details)
+
+
+def _redis_down(exc: redis.RedisError) -> Response:
+    log.warning("event=redis_unavailable error=%r", str(exc))
+    return error_response(503, "unavailable", "the job store (Redis) is unreachable; retry later")
+
+
+def _unexpected(exc: Exception) -> Response:
+    log.exception("event=unhandled_error")
+    return error_response(500, "internal", "internal error; see the api log")
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(ApiError, _api_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(NotFound, lambda exc: error_response(404, "not_found", str(exc)))
+    app.register_error_handler(
+        StaleAttempt, lambda exc: error_response(409, "stale_attempt", str(exc))
+    )
+    app.register_error_handler(
+        InvalidState,
+        lambda exc: error_response(409, "invalid_state", str(exc), {"state": exc.state}),
+    )
+    app.register_error_handler(
+        WorkerLost,
+        lambda exc: error_response(
+            410, "worker_lost", "this worker was declared lost; register anew"
+        ),
+    )
+    app.register_error_handler(redis.ConnectionError, _redis_down)
+    app.register_error_handler(redis.TimeoutError, _redis_down)
+    app.register_error_handler(redis.BusyLoadingError, _redis_down)
+    app.register_error_handler(Exception, _unexpected)

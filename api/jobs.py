@@ -1,0 +1,147 @@
+"""User endpoints for jobs: submit, list, get, events, output, cancel."""
+
+import secrets
+from typing import Any
+
+from flask import request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from api.auth import current, require
+from api.errors import Invalid, JobNotFound
+from api.extensions import services
+from shared.resources import Resources, cpu_to_millicores
+from shared.schemas.jobs import (
+    EventListSchema,
+    JobListArgsSchema,
+    JobListSchema,
+    JobSchema,
+    JobSubmitSchema,
+    OutputArgsSchema,
+    OutputSchema,
+)
+from shared.states import TERMINAL_STATES
+
+blp = Blueprint("jobs", __name__, url_prefix="/api/v1/jobs", description="Submit and watch jobs")
+
+SPEC_FIELDS = ("name", "image", "command", "env", "timeout_s", "priority", "labels", "network")
+MAX_IDEMPOTENCY_KEY = 200
+
+
+def _visible_job(job_id: str) -> dict[str, Any]:
+    """The job, if the caller may see it; another user's job is as good as absent."""
+    job = services().store.jobs.get(job_id)
+    principal = current()
+    if not principal.is_admin and job["owner"] != principal.name:
+        raise JobNotFound(f"no job {job_id}")
+    return job
+
+
+def _checked_request(args: dict[str, Any]) -> Resources:
+    config = services().config
+    res = args["resources"]
+    errors: dict[str, Any] = {}
+    if res["cpu"] > config.max_job_cpu:
+        errors["cpu"] = [f"at most {config.max_job_cpu:g} (JOBYARD_MAX_JOB_CPU)"]
+    if res["memory_mb"] > config.max_job_memory_mb:
+        errors["memory_mb"] = [f"at most {config.max_job_memory_mb} (JOBYARD_MAX_JOB_MEMORY_MB)"]
+    if errors:
+        raise Invalid("the job asks for more than any job may", {"json": {"resources": errors}})
+    if config.allowed_images and args["image"] not in config.allowed_images:
+        raise Invalid(
+            f"image {args['image']!r} is not allowed here",
+            {"json": {"image": [f"one of {', '.join(config.allowed_images)}"]}},
+        )
+    return Resources(cpu_to_millicores(res["cpu"]), res["memory_mb"], res["gpus"])
+
+
+def _idempotency_key() -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
+        raise Invalid(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
+    return key
+
+
+@blp.route("")
+class Jobs(MethodView):
+    @require("admin", "user")
+    @blp.arguments(JobSubmitSchema)
+    @blp.response(201, JobSchema)
+    def post(self, args: dict[str, Any]) -> Any:
+        """Submit a job; an Idempotency-Key header makes a resubmission return the first."""
+        args["image"] = args["image"] or services().config.default_image
+        resources = _checked_request(args)
+        spec = {name: args[name] for name in SPEC_FIELDS}
+        job_id, created = services().store.jobs.submit(
+            secrets.token_hex(8),
+            current().name,
+            spec,
+            resources,
+            args["priority"],
+            _idempotency_key(),
+        )
+        return services().store.jobs.get(job_id), 201 if created else 200
+
+    @require("admin", "user")
+    @blp.arguments(JobListArgsSchema, location="query")
+    @blp.response(200, JobListSchema)
+    def get(self, args: dict[str, Any]) -> Any:
+        """Jobs newest first, with counts per state."""
+        principal = current()
+        label = tuple(args["label"].split("=", 1)) if "label" in args else None
+        jobs, next_cursor = services().store.jobs.query(
+            owner=None if principal.is_admin else principal.name,
+            state=args.get("state"),
+            worker=args.get("worker"),
+            label=label,
+            limit=args["limit"],
+            cursor=args.get("cursor"),
+        )
+        return {"jobs": jobs, "next_cursor": next_cursor, "counts": services().store.jobs.counts()}
+
+
+@blp.route("/<string:job_id>")
+class Job(MethodView):
+    @require("admin", "user")
+    @blp.response(200, JobSchema)
+    def get(self, job_id: str) -> Any:
+        return _visible_job(job_id)
+
+
+@blp.route("/<string:job_id>/events")
+class JobEvents(MethodView):
+    @require("admin", "user")
+    @blp.response(200, EventListSchema)
+    def get(self, job_id: str) -> Any:
+        """The job's transitions, oldest first."""
+        _visible_job(job_id)
+        return {"events": services().store.jobs.events(job_id)}
+
+
+@blp.route("/<string:job_id>/cancel")
+class JobCancel(MethodView):
+    @require("admin", "user")
+    @blp.response(200, JobSchema)
+    def post(self, job_id: str) -> Any:
+        """QUEUED ends CANCELLED at once; ASSIGNED/RUNNING is stopped by its agent."""
+        _visible_job(job_id)
+        services().store.jobs.cancel(job_id)
+        return services().store.jobs.get(job_id)
+
+
+@blp.route("/<string:job_id>/output")
+class JobOutput(MethodView):
+    @require("admin", "user")
+    @blp.arguments(OutputArgsSchema, location="query")
+    @blp.response(200, OutputSchema)
+    def get(self, args: dict[str, Any], job_id: str) -> Any:
+        """Output chunks numbered above `offset`, stdout and stderr in the order read."""
+        job = _visible_job(job_id)
+        chunks = services().store.jobs.read_output(job_id, args["offset"], args["limit"])
+        next_offset = chunks[-1]["offset"] if chunks else args["offset"]
+        ended = job["state"] in TERMINAL_STATES
+        return {
+            "chunks": chunks,
+            "next_offset": next_offset,
+            "complete": ended and len(chunks) < args["limit"],
+        }

@@ -1,0 +1,98 @@
+"""Worker endpoints: register, heartbeat, the assignment long-poll; and the workers list."""
+
+import secrets
+import socket
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from api.auth import current, require, require_own_worker
+from api.extensions import services
+from shared.resources import Resources, cpu_to_millicores
+from shared.schemas.workers import (
+    AssignmentArgsSchema,
+    AssignmentListSchema,
+    HeartbeatAnswerSchema,
+    HeartbeatSchema,
+    RegisteredSchema,
+    RegisterSchema,
+    WorkerListSchema,
+)
+from shared.states import JobState
+from shared.store.tokens import token_hash
+
+blp = Blueprint("workers", __name__, url_prefix="/api/v1/workers", description="Worker agents")
+
+
+@blp.route("")
+class Workers(MethodView):
+    @require("admin", "user")
+    @blp.response(200, WorkerListSchema)
+    def get(self) -> Any:
+        return {"workers": services().store.workers.all()}
+
+
+@blp.route("/register")
+class Register(MethodView):
+    @require("join", "admin")
+    @blp.arguments(RegisterSchema)
+    @blp.response(201, RegisteredSchema)
+    def post(self, body: dict[str, Any]) -> Any:
+        """Join the pool with the worker join token; answers the worker's own token."""
+        worker_id = f"{_short_host(body['hostname'])}-{secrets.token_hex(4)}"
+        token = secrets.token_urlsafe(32)
+        cap = body["capacity"]
+        services().store.workers.register(
+            worker_id,
+            token_hash(token),
+            hostname=body["hostname"],
+            capacity=Resources(cpu_to_millicores(cap["cpu"]), cap["memory_mb"], cap["gpus"]),
+            slots=body["max_parallel_jobs"],
+            labels=body["labels"],
+            executor=body["executor"],
+        )
+        return {
+            "worker_id": worker_id,
+            "token": token,
+            "heartbeat_s": services().config.heartbeat_s,
+        }
+
+
+@blp.route("/<string:worker_id>/heartbeat")
+class Heartbeat(MethodView):
+    @require("worker")
+    @blp.arguments(HeartbeatSchema)
+    @blp.response(200, HeartbeatAnswerSchema)
+    def post(self, body: dict[str, Any], worker_id: str) -> Any:
+        """Alive; answers the jobs to cancel and the ones no longer this worker's."""
+        require_own_worker(worker_id)
+        running = [(job["id"], job["attempt"]) for job in body["running"]]
+        cancel, stop = services().store.workers.heartbeat(worker_id, body["metrics"], running)
+        return {"cancel": cancel, "stop": stop}
+
+
+@blp.route("/<string:worker_id>/assignments")
+class Assignments(MethodView):
+    @require("worker")
+    @blp.arguments(AssignmentArgsSchema, location="query")
+    @blp.response(200, AssignmentListSchema)
+    @blp.alt_response(204, description="nothing was assigned within `wait` seconds")
+    def get(self, args: dict[str, Any], worker_id: str) -> Any:
+        """Long-poll: returns as soon as jobs are newly assigned to this worker."""
+        require_own_worker(worker_id)
+        store = services().store
+        job_ids = store.workers.pop_assigned(worker_id, args["wait"])
+        jobs = [
+            job
+            for job in store.jobs.get_many(job_ids)
+            if job["state"] == JobState.ASSIGNED and job["worker_id"] == current().worker_id
+        ]
+        if not jobs:
+            return "", 204
+        return {"jobs": jobs}
+
+
+def _short_host(hostname: str) -> str:
+    name = hostname.split(".")[0].lower() or socket.gethostname()
+    return "".join(c if c.isalnum() or c == "-" else "-" for c in name)[:40]

@@ -1,0 +1,1 @@
+"""Marshmallow schemas for every payload on the wire, shared by api, agent, CLI and tests."""

@@ -1,0 +1,26 @@
+"""Field types the wire schemas share."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from marshmallow import fields, validate
+
+NAME = validate.Length(min=1, max=200)
+
+
+class Timestamp(fields.Field):
+    """Epoch seconds inside jobyard, ISO 8601 (UTC) on the wire."""
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        if value is None:
+            return None
+        return datetime.fromtimestamp(value, UTC).isoformat(timespec="milliseconds")
+
+
+def labels(**kwargs: Any) -> fields.Dict:
+    return fields.Dict(
+        keys=fields.String(validate=validate.Length(min=1, max=63)),
+        values=fields.String(validate=validate.Length(max=255)),
+        validate=validate.Length(max=64),
+        **kwargs,
+    )

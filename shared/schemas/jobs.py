@@ -1,0 +1,147 @@
+"""Wire schemas for jobs: what users submit and what they read back."""
+
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from shared.schemas.fields import NAME, Timestamp, labels
+from shared.states import JobState, Reason
+
+ENV_NAME = validate.Regexp(r"^[A-Za-z_][A-Za-z0-9_]*$", error="not a valid variable name")
+# Fields of the contract whose features are not built yet: refused, never silently ignored.
+NOT_SUPPORTED_YET = {
+    "max_retries": 0,
+    "queue_timeout_s": None,
+    "constraints": None,
+    "depends_on": None,
+    "notify": None,
+}
+
+
+class ResourcesSchema(Schema):
+    cpu = fields.Float(load_default=0.5, validate=validate.Range(min=0.001, max=1024))
+    memory_mb = fields.Integer(
+        load_default=256, validate=validate.Range(min=6, max=16 * 1024 * 1024)
+    )
+    gpus = fields.Integer(load_default=0, validate=validate.Range(min=0, max=64))
+
+
+class JobSubmitSchema(Schema):
+    image = fields.String(load_default=None, validate=validate.Length(min=1, max=255))
+    command = fields.List(
+        fields.String(validate=validate.Length(max=65536)),
+        required=True,
+        validate=validate.Length(min=1, max=1024),
+    )
+    env = fields.Dict(
+        keys=fields.String(validate=[validate.Length(max=255), ENV_NAME]),
+        values=fields.String(validate=validate.Length(max=65536)),
+        load_default=dict,
+        validate=validate.Length(max=256),
+    )
+    resources = fields.Nested(ResourcesSchema, load_default=lambda: ResourcesSchema().load({}))
+    timeout_s = fields.Float(load_default=None, validate=validate.Range(min=0.1, max=30 * 86400))
+    priority = fields.Integer(load_default=0, validate=validate.Range(min=-1000, max=1000))
+    labels = labels(load_default=dict)
+    network = fields.Boolean(load_default=False)
+    name = fields.String(load_default=None, validate=NAME)
+    max_retries = fields.Integer(validate=validate.Range(min=0, max=100))
+    queue_timeout_s = fields.Float()
+    constraints = fields.Dict()
+    depends_on = fields.List(fields.String())
+    notify = fields.List(fields.String())
+
+    @validates_schema
+    def refuse_unbuilt(self, data: dict[str, Any], **kwargs: Any) -> None:
+        errors = {
+            name: ["not supported yet"]
+            for name, allowed in NOT_SUPPORTED_YET.items()
+            if name in data and data[name] != allowed
+        }
+        if errors:
+            raise ValidationError(errors)
+
+
+class JobSchema(Schema):
+    id = fields.String()
+    name = fields.String(allow_none=True)
+    owner = fields.String()
+    image = fields.String()
+    command = fields.List(fields.String())
+    env = fields.Dict()
+    resources = fields.Nested(ResourcesSchema)
+    timeout_s = fields.Float(allow_none=True)
+    priority = fields.Integer()
+    labels = fields.Dict()
+    network = fields.Boolean()
+    state = fields.String(validate=validate.OneOf([s.value for s in JobState]))
+    reason = fields.String(allow_none=True, validate=validate.OneOf([r.value for r in Reason]))
+    exit_code = fields.Integer(allow_none=True)
+    error = fields.String(allow_none=True)
+    attempt = fields.Integer()
+    worker_id = fields.String(allow_none=True)
+    version = fields.Integer()
+    pending_reason = fields.String(allow_none=True)
+    cancel_requested = fields.Boolean()
+    output_bytes = fields.Integer()
+    output_truncated = fields.Boolean()
+    metrics = fields.Dict(allow_none=True)
+    created_at = Timestamp()
+    queued_at = Timestamp()
+    assigned_at = Timestamp()
+    started_at = Timestamp()
+    finished_at = Timestamp()
+
+
+class JobListArgsSchema(Schema):
+    state = fields.String(validate=validate.OneOf([s.value for s in JobState]))
+    worker = fields.String(validate=validate.Length(max=100))
+    label = fields.String(validate=validate.Regexp(r"^[^=]+=.*$", error="must be KEY=VALUE"))
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+    cursor = fields.Integer(validate=validate.Range(min=0))
+
+
+class JobListSchema(Schema):
+    jobs = fields.List(fields.Nested(JobSchema))
+    next_cursor = fields.Integer(allow_none=True)
+    counts = fields.Dict(keys=fields.String(), values=fields.Integer())
+
+
+class EventSchema(Schema):
+    at = Timestamp()
+    from_ = fields.String(data_key="from", attribute="from", allow_none=True)
+    to = fields.String()
+    reason = fields.String(allow_none=True)
+    attempt = fields.Integer()
+    worker_id = fields.String(allow_none=True)
+    version = fields.Integer()
+
+
+class EventListSchema(Schema):
+    events = fields.List(fields.Nested(EventSchema))
+
+
+class OutputArgsSchema(Schema):
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    limit = fields.Integer(load_default=1000, validate=validate.Range(min=1, max=5000))
+
+
+class OutputChunkSchema(Schema):
+    offset = fields.Integer()
+    stream = fields.String()
+    at = Timestamp()
+    data = fields.String()
+
+
+class OutputSchema(Schema):
+    chunks = fields.List(fields.Nested(OutputChunkSchema))
+    next_offset = fields.Integer()
+    complete = fields.Boolean()
+
+
+class StatsSchema(Schema):
+    counts = fields.Dict(keys=fields.String(), values=fields.Integer())
+    queue_depth = fields.Integer()
+    workers = fields.Dict(keys=fields.String(), values=fields.Integer())
+    capacity = fields.Nested(ResourcesSchema)
+    reserved = fields.Nested(ResourcesSchema)

@@ -1,0 +1,119 @@
+"""Wire schemas for workers: registration, heartbeats, assignments, output and results."""
+
+from marshmallow import Schema, fields, validate
+
+from shared.schemas.fields import Timestamp, labels
+from shared.schemas.jobs import ResourcesSchema
+from shared.states import AGENT_REASONS
+
+WORKER_ID = validate.Length(min=1, max=100)
+
+
+class CapacitySchema(Schema):
+    cpu = fields.Float(required=True, validate=validate.Range(min=0.001, max=100000))
+    memory_mb = fields.Integer(required=True, validate=validate.Range(min=1, max=1 << 40))
+    gpus = fields.Integer(load_default=0, validate=validate.Range(min=0, max=1024))
+
+
+class RegisterSchema(Schema):
+    hostname = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    capacity = fields.Nested(CapacitySchema, required=True)
+    max_parallel_jobs = fields.Integer(load_default=4, validate=validate.Range(min=1, max=1024))
+    labels = labels(load_default=dict)
+    executor = fields.String(load_default="docker", validate=validate.OneOf(["docker", "process"]))
+
+
+class RegisteredSchema(Schema):
+    worker_id = fields.String()
+    token = fields.String()
+    heartbeat_s = fields.Float()
+
+
+class RunningJobSchema(Schema):
+    id = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    attempt = fields.Integer(required=True, validate=validate.Range(min=1))
+
+
+class HeartbeatSchema(Schema):
+    metrics = fields.Dict(load_default=dict, validate=validate.Length(max=64))
+    running = fields.List(
+        fields.Nested(RunningJobSchema), load_default=list, validate=validate.Length(max=4096)
+    )
+
+
+class HeartbeatAnswerSchema(Schema):
+    cancel = fields.List(fields.String())
+    stop = fields.List(fields.String())
+
+
+class AssignmentArgsSchema(Schema):
+    wait = fields.Float(load_default=20.0, validate=validate.Range(min=0, max=60))
+
+
+class AssignmentSchema(Schema):
+    id = fields.String()
+    attempt = fields.Integer()
+    name = fields.String(allow_none=True)
+    image = fields.String()
+    command = fields.List(fields.String())
+    env = fields.Dict()
+    resources = fields.Nested(ResourcesSchema)
+    timeout_s = fields.Float(allow_none=True)
+    network = fields.Boolean()
+    labels = fields.Dict()
+
+
+class AssignmentListSchema(Schema):
+    jobs = fields.List(fields.Nested(AssignmentSchema))
+
+
+class ChunkSchema(Schema):
+    seq = fields.Integer(required=True, validate=validate.Range(min=1))
+    stream = fields.String(required=True, validate=validate.OneOf(["stdout", "stderr"]))
+    at = fields.Float(required=True)
+    data = fields.String(required=True, validate=validate.Length(max=256 * 1024))
+
+
+class OutputPostSchema(Schema):
+    chunks = fields.List(
+        fields.Nested(ChunkSchema), required=True, validate=validate.Length(max=10000)
+    )
+
+
+class OutputAnswerSchema(Schema):
+    cancel = fields.Boolean()
+
+
+class ResultSchema(Schema):
+    exit_code = fields.Integer(load_default=None, allow_none=True)
+    reason = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.OneOf([r.value for r in AGENT_REASONS]),
+    )
+    error = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=8192))
+    metrics = fields.Dict(load_default=dict, validate=validate.Length(max=32))
+
+
+class TransitionSchema(Schema):
+    state = fields.String()
+    version = fields.Integer()
+
+
+class WorkerSchema(Schema):
+    id = fields.String()
+    hostname = fields.String()
+    status = fields.String()
+    executor = fields.String()
+    labels = fields.Dict()
+    capacity = fields.Nested(CapacitySchema)
+    max_parallel_jobs = fields.Integer()
+    reserved = fields.Dict()
+    running_jobs = fields.List(fields.String())
+    metrics = fields.Dict()
+    registered_at = Timestamp()
+    last_seen = Timestamp()
+
+
+class WorkerListSchema(Schema):
+    workers = fields.List(fields.Nested(WorkerSchema))
