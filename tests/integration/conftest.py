@@ -1,9 +1,10 @@
 """Integration tests: the store against a real redis-server (started by tests/conftest.py)."""
 
-import pytest
-import redis
+from collections.abc import Iterator
 
-from shared.store import Store
+import pytest
+
+from shared.store import Store, connect
 from tests.store_support import ManualClock
 
 pytestmark = pytest.mark.redis
@@ -15,5 +16,8 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def store(redis_client: redis.Redis, clock: ManualClock) -> Store:
-    return Store(redis_client, "t:", clock)
+def store(redis_url: str, clock: ManualClock) -> Iterator[Store]:
+    client = connect(redis_url)
+    client.flushdb()
+    yield Store(client, "t:", clock)
+    client.close()

@@ -56,9 +56,10 @@ end
 local function release(job_key, worker_key, worker_jobs_key, job_id)
   if redis.call('SREM', worker_jobs_key, job_id) == 0 then return end
   local r = redis.call('HMGET', job_key, 'cpu_m', 'memory_mb', 'gpus')
-  redis.call('HINCRBY', worker_key, 'res_cpu_m', -tonumber(r[1]))
-  redis.call('HINCRBY', worker_key, 'res_memory_mb', -tonumber(r[2]))
-  redis.call('HINCRBY', worker_key, 'res_gpus', -tonumber(r[3]))
+  -- 0 - n, not -n: Redis reads a Lua -0 as the string "-0", which HINCRBY refuses.
+  redis.call('HINCRBY', worker_key, 'res_cpu_m', 0 - tonumber(r[1]))
+  redis.call('HINCRBY', worker_key, 'res_memory_mb', 0 - tonumber(r[2]))
+  redis.call('HINCRBY', worker_key, 'res_gpus', 0 - tonumber(r[3]))
   redis.call('HINCRBY', worker_key, 'res_slots', -1)
   wake_scheduler()
 end

@@ -1,0 +1,128 @@
+"""From submit to a final state through real processes: the api under gunicorn, the
+scheduler, a worker agent running jobs in Docker, and a real redis-server."""
+
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from shared.client import ApiError
+from tests.e2e.cluster import ADMIN_TOKEN, Cluster
+
+pytestmark = [pytest.mark.e2e, pytest.mark.docker]
+
+IMAGE = "jobyard/busybox:latest"
+TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    redis_url: str, docker_image: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    cluster = Cluster(
+        redis_url,
+        tmp_path_factory.mktemp("cluster"),
+        {"JOBYARD_EXECUTOR": "docker", "JOBYARD_DEFAULT_IMAGE": docker_image},
+    )
+    try:
+        cluster.start_all(workers=1, JOBYARD_WORKER_CPU="2", JOBYARD_WORKER_MEMORY_MB="2048")
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def run(cluster: Cluster, command: list[str], **spec: object) -> dict:
+    job = cluster.client.submit({"command": command, **spec})
+    return cluster.wait_for_state(job["id"], TERMINAL)
+
+
+def output_of(cluster: Cluster, job_id: str) -> list[tuple[str, str]]:
+    chunks = cluster.client.output(job_id)["chunks"]
+    return [(c["stream"], c["data"]) for c in chunks]
+
+
+def test_a_job_writing_both_streams_completes_with_everything_recorded(cluster: Cluster) -> None:
+    job = run(
+        cluster,
+        ["sh", "-c", "echo to-out; echo to-err >&2"],
+        resources={"cpu": 0.5, "memory_mb": 64},
+    )
+    assert (job["state"], job["exit_code"], job["reason"]) == ("COMPLETED", 0, None)
+    assert job["attempt"] == 1 and job["version"] == 4 and job["worker_id"]
+    for stamp in ("created_at", "queued_at", "assigned_at", "started_at", "finished_at"):
+        assert job[stamp], stamp
+    assert job["metrics"]["duration_s"] >= 0
+    joined = {
+        stream: "".join(d for s, d in output_of(cluster, job["id"]) if s == stream)
+        for stream in ("stdout", "stderr")
+    }
+    assert joined == {"stdout": "to-out\n", "stderr": "to-err\n"}
+    events = cluster.client.events(job["id"])["events"]
+    assert [e["to"] for e in events] == ["QUEUED", "ASSIGNED", "RUNNING", "COMPLETED"]
+
+
+def test_a_non_zero_exit_fails_with_its_code(cluster: Cluster) -> None:
+    job = run(cluster, ["sh", "-c", "exit 3"])
+    assert (job["state"], job["reason"], job["exit_code"]) == ("FAILED", "exit_code", 3)
+
+
+def test_a_job_past_its_memory_limit_is_oom_killed(cluster: Cluster) -> None:
+    job = run(
+        cluster,
+        ["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"],
+        resources={"cpu": 0.5, "memory_mb": 32},
+    )
+    assert (job["state"], job["reason"]) == ("FAILED", "oom")
+
+
+def test_a_missing_image_fails_with_the_daemons_reason(cluster: Cluster) -> None:
+    job = run(cluster, ["true"], image="jobyard/does-not-exist:1")
+    assert (job["state"], job["reason"]) == ("FAILED", "error")
+    assert "does-not-exist" in job["error"]
+
+
+def test_a_job_bigger_than_any_worker_waits_with_a_reason(cluster: Cluster) -> None:
+    job = cluster.client.submit({"command": ["true"], "resources": {"cpu": 4, "memory_mb": 64}})
+    cluster.wait_for_state(job["id"], {"QUEUED"})
+    deadline = time.monotonic() + 10
+    while not cluster.client.job(job["id"])["pending_reason"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    fetched = cluster.client.job(job["id"])
+    assert fetched["state"] == "QUEUED"
+    assert "largest worker has 2 CPU, 2048 MB; job needs 4 CPU, 64 MB" in fetched["pending_reason"]
+    cluster.client.cancel(job["id"])
+
+
+def test_many_jobs_run_in_parallel_and_release_every_reservation(cluster: Cluster) -> None:
+    ids = [
+        cluster.client.submit(
+            {"command": ["sh", "-c", f"echo {n}"], "resources": {"cpu": 0.5, "memory_mb": 32}}
+        )["id"]
+        for n in range(12)
+    ]
+    finished = [cluster.wait_for_state(job_id, TERMINAL) for job_id in ids]
+    assert {job["state"] for job in finished} == {"COMPLETED"}
+    worker = cluster.client.workers()["workers"][0]
+    assert worker["reserved"] == {"cpu": 0.0, "memory_mb": 0, "gpus": 0, "jobs": 0}
+
+
+def test_bad_requests_get_json_errors_over_real_http(cluster: Cluster) -> None:
+    url = f"{cluster.api_url}/api/v1/jobs"
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    cases = [
+        (requests.post(url, json={"command": "echo hi"}, headers=auth), 422),
+        (requests.post(url, json={"command": ["x"], "resources": {"cpu": -1}}, headers=auth), 422),
+        (requests.post(url, json={"command": ["x"], "colour": "red"}, headers=auth), 422),
+        (requests.post(url, data="{", headers={**auth, "Content-Type": "application/json"}), 400),
+        (requests.post(url, json={"command": ["x"]}), 401),
+        (requests.get(f"{url}/no-such-job", headers=auth), 404),
+    ]
+    for response, status in cases:
+        assert response.status_code == status, response.text
+        assert response.headers["Content-Type"].startswith("application/json")
+        assert set(response.json()["error"]) == {"code", "message", "details"}
+    with pytest.raises(ApiError) as caught:
+        cluster.client.job("no-such-job")
+    assert caught.value.status == 404
