@@ -1,0 +1,53 @@
+"""`jobyard --help` lists every command, and stays cheap: services are imported only when run."""
+
+import subprocess
+import sys
+from collections.abc import Callable
+
+from click.testing import Result
+
+from cli.main import main
+
+COMMANDS = {
+    "up", "api", "scheduler", "worker",
+    "submit", "status", "logs", "cancel", "retry", "jobs", "workers",
+}  # fmt: skip
+
+LAZY_MODULES = ("api.app", "scheduler.loop", "worker_agent.agent", "gunicorn", "docker", "requests")
+
+
+def listed_commands(help_text: str) -> set[str]:
+    section = help_text.split("Commands:")[1]
+    return {line.split()[0] for line in section.splitlines() if line.strip()}
+
+
+def test_help_lists_every_command(jobyard: Callable[..., Result]) -> None:
+    result = jobyard("--help")
+    assert result.exit_code == 0, result.output
+    assert listed_commands(result.output) == COMMANDS
+    assert set(main.commands) == COMMANDS
+
+
+def test_every_command_has_help(jobyard: Callable[..., Result]) -> None:
+    for command in sorted(COMMANDS):
+        result = jobyard(command, "--help")
+        assert result.exit_code == 0, (command, result.output)
+        assert f"Usage: main {command}" in result.output
+
+
+def test_help_imports_no_service() -> None:
+    code = (
+        "import sys\n"
+        "from cli.main import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        f"print('LOADED', [m for m in {LAZY_MODULES!r} if m in sys.modules])\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "LOADED []" in run.stdout, run.stdout + run.stderr
+
+
+def test_console_script_runs() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "cli.main", "--version"], capture_output=True, text=True, check=True
+    )
+    assert "0.1.0" in run.stdout

@@ -1,0 +1,45 @@
+"""Helpers any test may import (`from tests.helpers import wait_until, free_port`)."""
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+
+import pytest
+
+from cli.ports import free_port
+
+__all__ = ["free_port", "require_binary", "services_required", "wait_until"]
+
+
+def wait_until(
+    predicate: Callable[[], object],
+    timeout: float = 10.0,
+    interval: float = 0.05,
+    message: str = "",
+) -> object:
+    """Poll predicate until it returns something truthy (returned); AssertionError on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(message or f"condition not met within {timeout:g} s")
+        time.sleep(interval)
+
+
+def services_required() -> bool:
+    """CI (JOBYARD_REQUIRE_DOCKER=1) installs every service, so a missing one is a failure."""
+    return os.environ.get("JOBYARD_REQUIRE_DOCKER") == "1"
+
+
+def require_binary(name: str, package: str) -> str:
+    """The binary's path; skips the test when it is absent (fails when services are required)."""
+    path = shutil.which(name)
+    if path is None:
+        reason = f"{name} is not installed (apt-get install {package})"
+        if services_required():
+            pytest.fail(reason + " but JOBYARD_REQUIRE_DOCKER=1", pytrace=False)
+        pytest.skip(reason)
+    return path
