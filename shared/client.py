@@ -120,6 +120,12 @@ class ApiClient:
         )
         return body["jobs"] if body else []
 
+    def drain(self, worker_id: str) -> Any:
+        return self.request("POST", f"/api/v1/workers/{worker_id}/drain", json={})
+
+    def deregister(self, worker_id: str) -> Any:
+        return self.request("DELETE", f"/api/v1/workers/{worker_id}")
+
     def start(self, job_id: str, attempt: int) -> Any:
         return self.request("POST", f"/api/v1/jobs/{job_id}/attempts/{attempt}/start", json={})
 

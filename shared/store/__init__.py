@@ -18,6 +18,10 @@ from shared.store.scripts import Scripts
 from shared.store.tokens import TokenStore
 from shared.store.workers import WorkerStore
 
+# A read that takes longer means Redis is in trouble; blocking reads wait in shorter slices
+# (see WorkerStore.pop_assigned) so they never reach it.
+SOCKET_TIMEOUT_S = 5.0
+
 
 class Store:
     def __init__(
@@ -42,6 +46,7 @@ def connect(redis_url: str) -> redis.Redis:
         redis_url,
         decode_responses=True,
         socket_connect_timeout=0.5,
+        socket_timeout=SOCKET_TIMEOUT_S,
         health_check_interval=30,
         retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=2),
     )

@@ -1,6 +1,7 @@
 """Workers in Redis: registration, heartbeats, the assignment inbox, and listing."""
 
 import json
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -11,6 +12,9 @@ from shared.store.errors import NotFound
 from shared.store.keys import Keys
 from shared.store.records import worker_from_hash
 from shared.store.scripts import Scripts
+
+# Each blocking read stays well under the client's socket timeout (shared.store.connect).
+BLOCK_SLICE_S = 2.0
 
 
 class WorkerLost(Exception):
@@ -91,14 +95,19 @@ class WorkerStore:
     def pop_assigned(self, worker_id: str, wait_s: float) -> list[str]:
         """Block up to `wait_s` for newly assigned job ids; returns all that are waiting."""
         inbox = self.keys.worker_inbox(worker_id)
-        first = self.redis.blpop([inbox], timeout=wait_s)
+        deadline = time.monotonic() + wait_s
+        first = self.redis.lpop(inbox)
+        # BLPOP with timeout 0 would block forever, so the last instants do not block.
+        while first is None and (remaining := deadline - time.monotonic()) > 0.01:
+            popped = self.redis.blpop([inbox], timeout=min(BLOCK_SLICE_S, remaining))
+            first = popped[1] if popped else None
         if first is None:
             return []
         pipe = self.redis.pipeline(transaction=True)
         pipe.lrange(inbox, 0, -1)
         pipe.delete(inbox)
         rest, _ = pipe.execute()
-        return [first[1], *rest]
+        return [first, *rest]
 
     def get(self, worker_id: str) -> dict[str, Any]:
         h = self.redis.hgetall(self.keys.worker(worker_id))

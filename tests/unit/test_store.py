@@ -272,3 +272,13 @@ def test_listing_pages_newest_first_and_hides_other_owners(store: Store) -> None
     assert len(everyone) == 6
     queued, _ = store.jobs.query(owner="bob", state="QUEUED")
     assert [j["id"] for j in queued] == ["b0"]
+
+
+def test_the_assignment_long_poll_waits_then_returns_empty(store: Store) -> None:
+    import time
+
+    register(store, "w1")
+    began = time.monotonic()
+    assert store.workers.pop_assigned("w1", 0.3) == []
+    assert 0.25 < time.monotonic() - began < 2
+    assert store.workers.pop_assigned("w1", 0) == []
