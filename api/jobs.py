@@ -129,6 +129,17 @@ class JobCancel(MethodView):
         return services().store.jobs.get(job_id)
 
 
+@blp.route("/<string:job_id>/retry")
+class JobRetry(MethodView):
+    @require("admin", "user")
+    @blp.response(200, JobSchema)
+    def post(self, job_id: str) -> Any:
+        """FAILED or CANCELLED: queued again, as a new attempt; other states 409."""
+        _visible_job(job_id)
+        services().store.jobs.retry(job_id)
+        return services().store.jobs.get(job_id)
+
+
 @blp.route("/<string:job_id>/output")
 class JobOutput(MethodView):
     @require("admin", "user")

@@ -18,6 +18,7 @@ from shared.schemas.workers import (
     RegisteredSchema,
     RegisterSchema,
     WorkerListSchema,
+    WorkerSchema,
 )
 from shared.states import JobState
 from shared.store.tokens import token_hash
@@ -70,6 +71,28 @@ class Heartbeat(MethodView):
         running = [(job["id"], job["attempt"]) for job in body["running"]]
         cancel, stop = services().store.workers.heartbeat(worker_id, body["metrics"], running)
         return {"cancel": cancel, "stop": stop}
+
+
+@blp.route("/<string:worker_id>/drain")
+class Drain(MethodView):
+    @require("admin", "worker")
+    @blp.response(200, WorkerSchema)
+    def post(self, worker_id: str) -> Any:
+        """Take no new jobs; the running ones finish."""
+        require_own_worker(worker_id)
+        services().store.workers.drain(worker_id)
+        return services().store.workers.get(worker_id)
+
+
+@blp.route("/<string:worker_id>")
+class Worker(MethodView):
+    @require("admin", "worker")
+    @blp.response(204)
+    def delete(self, worker_id: str) -> Any:
+        """Deregister a worker that holds no job (drain it first); 409 while it does."""
+        require_own_worker(worker_id)
+        services().store.workers.deregister(worker_id)
+        return ""
 
 
 @blp.route("/<string:worker_id>/assignments")

@@ -2,7 +2,7 @@
 
 Starts redis-server (AOF on, data in ./.jobyard/redis) unless JOBYARD_REDIS_URL is set, then
 `jobyard api`, `jobyard scheduler` and `jobyard worker` as child processes; writes the API URL
-and tokens to ./.jobyard/credentials; prints the dashboard link; stops everything on Ctrl-C.
+and tokens to ./.jobyard/credentials; prints where to reach it; stops everything on Ctrl-C.
 """
 
 import fcntl
@@ -239,7 +239,6 @@ def banner(plan: Plan) -> str:
     return f"""
 jobyard is up.
   API:        {plan.api_url}   (OpenAPI: {plan.api_url}/docs)
-  Dashboard:  {plan.api_url}/login?token={plan.admin_token}
   Executor:   {plan.executor}
   Credentials for the `jobyard` command and curl: {plan.state_dir / CREDENTIALS_FILE.name}
 

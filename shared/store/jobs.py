@@ -142,6 +142,21 @@ class JobStore:
             raise InvalidState(f"job {job_id} is {state}: it cannot be cancelled", state)
         return Transition(state, version)
 
+    def retry(self, job_id: str) -> Transition:
+        """FAILED or CANCELLED goes back to QUEUED; its next assignment is a new attempt."""
+        status, state, version = self.scripts.run(
+            "retry",
+            self.keys.common() + [self.keys.job(job_id), self.keys.job_events(job_id)],
+            [self.clock(), job_id],
+        )
+        if status == "not_found":
+            raise NotFound(f"no job {job_id}")
+        if status == "conflict":
+            raise InvalidState(
+                f"job {job_id} is {state}: only FAILED or CANCELLED jobs can be retried", state
+            )
+        return Transition(state, version)
+
     def start(self, job_id: str, worker_id: str, attempt: int) -> Transition:
         reply = self.scripts.run(
             "start",

@@ -12,8 +12,11 @@ SCRIPT_NAMES = (
     "start",
     "result",
     "cancel",
+    "retry",
     "register",
     "heartbeat",
+    "drain",
+    "deregister",
     "output",
 )
 

@@ -8,7 +8,7 @@ from typing import Any
 import redis
 
 from shared.resources import Resources
-from shared.store.errors import NotFound
+from shared.store.errors import InvalidState, NotFound
 from shared.store.keys import Keys
 from shared.store.records import worker_from_hash
 from shared.store.scripts import Scripts
@@ -91,6 +91,32 @@ class WorkerStore:
             if owner_id != worker_id or current != str(attempt) or job_id not in own
         ]
         return cancel, stop
+
+    def drain(self, worker_id: str) -> str:
+        """Take no new jobs on this worker. Returns its status (draining, or lost)."""
+        status: str = self.scripts.run(
+            "drain",
+            self.keys.common() + [self.keys.worker(worker_id)],
+            [self.clock(), worker_id],
+        )
+        if status == "not_found":
+            raise NotFound(f"no worker {worker_id}")
+        return status
+
+    def deregister(self, worker_id: str) -> None:
+        """Forget a worker that holds no job, and revoke its token."""
+        keys = self.keys.common() + [
+            self.keys.worker(worker_id),
+            self.keys.workers,
+            self.keys.worker_jobs(worker_id),
+            self.keys.worker_inbox(worker_id),
+            self.keys.tokens,
+        ]
+        status = self.scripts.run("deregister", keys, [self.clock(), worker_id])
+        if status == "not_found":
+            raise NotFound(f"no worker {worker_id}")
+        if status == "busy":
+            raise InvalidState(f"worker {worker_id} still holds jobs: drain it first", "busy")
 
     def pop_assigned(self, worker_id: str, wait_s: float) -> list[str]:
         """Block up to `wait_s` for newly assigned job ids; returns all that are waiting."""

@@ -133,7 +133,7 @@ def test_up_runs_everything_and_stops_on_sigterm(start_up: Callable[..., Up]) ->
     assert not port_is_free("127.0.0.1", redis_port)
 
     out, _ = up.output()
-    assert f"{up.url}/login?token={stored['JOBYARD_TOKEN']}" in out
+    assert f"API:        {up.url}" in out
     agent_dir = up.work.resolve() / ".jobyard" / "agent"
     expected = f"AGENT process {agent_dir} {up.url} {stored['JOBYARD_WORKER_JOIN_TOKEN']}"
     wait_until(lambda: expected in up.output()[0], message=f"agent line missing: {up.output()}")

@@ -237,3 +237,34 @@ def test_openapi_document_and_metrics_are_served(client: FlaskClient) -> None:
     assert "/api/v1/jobs" in spec["paths"] and "/api/v1/workers/register" in spec["paths"]
     submit(client)
     assert 'jobyard_jobs{state="QUEUED"} 1' in client.get("/metrics").get_data(as_text=True)
+
+
+def test_retry_queues_a_cancelled_job_again_and_refuses_others(client: FlaskClient) -> None:
+    job = submit(client)
+    error = error_of(client.post(f"/api/v1/jobs/{job['id']}/retry", headers=ADMIN), 409)
+    assert error["details"] == {"state": "QUEUED"}
+    client.post(f"/api/v1/jobs/{job['id']}/cancel", headers=ADMIN)
+    retried = client.post(f"/api/v1/jobs/{job['id']}/retry", headers=ADMIN).get_json()
+    assert (retried["state"], retried["reason"]) == ("QUEUED", None)
+    assert error_of(client.post("/api/v1/jobs/nope/retry", headers=ADMIN), 404)
+
+
+def test_a_worker_drains_then_deregisters_and_its_token_dies(
+    client: FlaskClient, store: Store
+) -> None:
+    worker_id, token = register(client)
+    other_id, _ = register(client)
+    assert error_of(client.post(f"/api/v1/workers/{other_id}/drain", headers=token), 403)
+    drained = client.post(f"/api/v1/workers/{worker_id}/drain", headers=token).get_json()
+    assert drained["status"] == "draining"
+    submit(client)
+    schedule_once(store, CONFIG)
+    assert (
+        client.get(f"/api/v1/workers/{worker_id}/assignments?wait=0", headers=token).status_code
+        == 204
+    )
+    assert client.delete(f"/api/v1/workers/{worker_id}", headers=token).status_code == 204
+    assert error_of(
+        client.post(f"/api/v1/workers/{worker_id}/heartbeat", json={}, headers=token), 401
+    )
+    assert client.delete(f"/api/v1/workers/{other_id}", headers=ADMIN).status_code == 409

@@ -282,3 +282,47 @@ def test_the_assignment_long_poll_waits_then_returns_empty(store: Store) -> None
     assert store.workers.pop_assigned("w1", 0.3) == []
     assert 0.25 < time.monotonic() - began < 2
     assert store.workers.pop_assigned("w1", 0) == []
+
+
+def test_retry_requeues_failed_and_cancelled_jobs_as_a_new_attempt(store: Store) -> None:
+    running_job(store)
+    store.jobs.finish("j1", "w1", 1, exit_code=2, reason=None, error=None, metrics={})
+    with pytest.raises(InvalidState):
+        store.jobs.cancel("j1")  # FAILED is terminal
+    assert store.jobs.retry("j1").state == "QUEUED"
+    job = store.jobs.get("j1")
+    assert (job["reason"], job["exit_code"], job["worker_id"], job["finished_at"]) == (None,) * 4
+    with pytest.raises(InvalidState):
+        store.jobs.retry("j1")  # already queued
+    with pytest.raises(StaleAttempt):
+        store.jobs.finish("j1", "w1", 1, exit_code=0, reason=None, error=None, metrics={})
+    assert assign(store, "j1", "w1") == [1]
+    assert store.jobs.get("j1")["attempt"] == 2
+    store.jobs.start("j1", "w1", 2)
+    store.jobs.finish("j1", "w1", 2, exit_code=0, reason=None, error=None, metrics={})
+    with pytest.raises(InvalidState):
+        store.jobs.retry("j1")  # COMPLETED is final
+    submit(store, "c")
+    store.jobs.cancel("c")
+    assert store.jobs.retry("c").state == "QUEUED"
+    with pytest.raises(NotFound):
+        store.jobs.retry("nope")
+    check_invariants(store)
+
+
+def test_a_draining_worker_gets_no_new_jobs_and_leaves_once_idle(store: Store) -> None:
+    running_job(store)
+    submit(store, "next")
+    assert store.workers.drain("w1") == "draining"
+    assert assign(store, "next", "w1") == ["worker not alive"]
+    assert store.scheduling.live_workers(WORKER_TIMEOUT_S) == []
+    with pytest.raises(InvalidState):
+        store.workers.deregister("w1")  # j1 still runs there
+    store.jobs.finish("j1", "w1", 1, exit_code=0, reason=None, error=None, metrics={})
+    assert store.redis.hexists(store.keys.tokens, "hash-w1")
+    store.workers.deregister("w1")
+    assert store.workers.all() == []
+    assert not store.redis.hexists(store.keys.tokens, "hash-w1")
+    with pytest.raises(NotFound):
+        store.workers.drain("w1")
+    check_invariants(store)

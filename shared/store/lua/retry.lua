@@ -1,0 +1,19 @@
+-- retry.lua: a user retries a FAILED or CANCELLED job: back to QUEUED in its old place in
+-- the queue; the next assignment starts a new attempt.
+-- KEYS: common, job, job_events
+-- ARGV: now, job_id
+-- Returns {status, state, version}; status is queued, conflict or not_found.
+local K_JOB, K_JOB_EVENTS = KEYS[COMMON + 1], KEYS[COMMON + 2]
+local now, job_id = ARGV[1], ARGV[2]
+
+local h = redis.call('HMGET', K_JOB, 'state', 'priority', 'seq')
+local state = h[1]
+if not state then return {'not_found', '', 0} end
+if state ~= 'FAILED' and state ~= 'CANCELLED' then return {'conflict', state, 0} end
+redis.call('ZADD', K_QUEUE, queue_score(h[2], h[3]), job_id)
+local version = transition(K_JOB, K_JOB_EVENTS, job_id, state, 'QUEUED', now,
+  {'queued_at', now},
+  {'reason', 'exit_code', 'error', 'finished_at', 'started_at', 'assigned_at', 'worker_id',
+   'metrics', 'cancel_requested', 'pending_reason'})
+wake_scheduler()
+return {'queued', 'QUEUED', version}
