@@ -17,6 +17,7 @@ SCRIPT_NAMES = (
     "heartbeat",
     "drain",
     "deregister",
+    "lost",
     "output",
 )
 

@@ -118,6 +118,27 @@ class WorkerStore:
         if status == "busy":
             raise InvalidState(f"worker {worker_id} still holds jobs: drain it first", "busy")
 
+    def mark_lost(self, worker_id: str, max_requeues: int) -> dict[str, str]:
+        """Declare the worker lost: each job it held goes back to the queue (reason lost),
+        or FAILED once requeued `max_requeues` times. Returns {job id: new state}."""
+        while True:
+            job_ids = sorted(self.redis.smembers(self.keys.worker_jobs(worker_id)))
+            keys = self.keys.common() + [
+                self.keys.worker(worker_id),
+                self.keys.worker_jobs(worker_id),
+                self.keys.worker_inbox(worker_id),
+            ]
+            for job_id in job_ids:
+                keys += [self.keys.job(job_id), self.keys.job_events(job_id)]
+            reply = self.scripts.run(
+                "lost", keys, [self.clock(), worker_id, max_requeues, *job_ids]
+            )
+            if reply[0] == "not_found":
+                raise NotFound(f"no worker {worker_id}")
+            if reply[0] == "ok":
+                return dict(zip(reply[1::2], reply[2::2], strict=True))
+            # An assignment landed between the read and the script: read again.
+
     def pop_assigned(self, worker_id: str, wait_s: float) -> list[str]:
         """Block up to `wait_s` for newly assigned job ids; returns all that are waiting."""
         inbox = self.keys.worker_inbox(worker_id)

@@ -8,6 +8,7 @@ import pytest
 from shared.states import TRANSITIONS, JobState
 from shared.store import Store
 from shared.store.errors import InvalidState, NotFound, StaleAttempt
+from shared.store.workers import WorkerLost
 from tests.store_support import (
     WORKER_TIMEOUT_S,
     ManualClock,
@@ -325,4 +326,28 @@ def test_a_draining_worker_gets_no_new_jobs_and_leaves_once_idle(store: Store) -
     assert not store.redis.hexists(store.keys.tokens, "hash-w1")
     with pytest.raises(NotFound):
         store.workers.drain("w1")
+    check_invariants(store)
+
+
+def test_a_lost_workers_jobs_are_requeued_then_failed_past_the_limit(store: Store) -> None:
+    running_job(store, "r")
+    submit(store, "a")
+    assign(store, "a", "w1")
+    assert store.workers.mark_lost("w1", max_requeues=1) == {"a": "QUEUED", "r": "QUEUED"}
+    job = store.jobs.get("r")
+    assert (job["state"], job["reason"], job["worker_id"]) == ("QUEUED", "lost", "w1")
+    assert store.workers.get("w1")["status"] == "lost"
+    assert store.workers.get("w1")["reserved"]["jobs"] == 0
+    with pytest.raises(WorkerLost):
+        store.workers.heartbeat("w1", {}, [])
+    with pytest.raises(StaleAttempt):
+        store.jobs.finish("r", "w1", 1, exit_code=0, reason=None, error=None, metrics={})
+    check_invariants(store)
+    register(store, "w2")
+    assert assign(store, "r", "w2") == [1]
+    assert store.jobs.get("r")["attempt"] == 2
+    store.jobs.start("r", "w2", 2)
+    assert store.workers.mark_lost("w2", max_requeues=1) == {"r": "FAILED"}
+    job = store.jobs.get("r")
+    assert (job["state"], job["reason"]) == ("FAILED", "lost")
     check_invariants(store)

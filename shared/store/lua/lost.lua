@@ -1,0 +1,41 @@
+-- lost.lua: declare a worker lost. Each job it held is requeued (reason lost) or, past
+-- max_requeues, FAILED (reason lost); its reservation is released in the same step.
+-- KEYS: common, worker, worker_jobs, worker_inbox, then job and job_events per job id
+-- ARGV: now, worker_id, max_requeues, then the job ids the caller read from worker_jobs
+-- Returns {'retry'} when worker_jobs changed since the caller read it, {'not_found'}, or
+-- {'ok', job_id, new_state, ...}.
+local K_WORKER, K_WORKER_JOBS, K_INBOX = KEYS[COMMON + 1], KEYS[COMMON + 2], KEYS[COMMON + 3]
+local now, worker_id, max_requeues = ARGV[1], ARGV[2], tonumber(ARGV[3])
+
+if redis.call('EXISTS', K_WORKER) == 0 then return {'not_found'} end
+if redis.call('SCARD', K_WORKER_JOBS) ~= #ARGV - 3 then return {'retry'} end
+for i = 4, #ARGV do
+  if redis.call('SISMEMBER', K_WORKER_JOBS, ARGV[i]) == 0 then return {'retry'} end
+end
+
+local result = {'ok'}
+for i = 4, #ARGV do
+  local job_id = ARGV[i]
+  local k_job, k_events = KEYS[COMMON + 4 + 2 * (i - 4)], KEYS[COMMON + 5 + 2 * (i - 4)]
+  local h = redis.call('HMGET', k_job, 'state', 'requeues', 'priority', 'seq')
+  release(k_job, K_WORKER, K_WORKER_JOBS, job_id)
+  local requeues = tonumber(h[2] or 0)
+  local target
+  if requeues < max_requeues then
+    target = 'QUEUED'
+    redis.call('ZADD', K_QUEUE, queue_score(h[3], h[4]), job_id)
+    transition(k_job, k_events, job_id, h[1], 'QUEUED', now,
+      {'reason', 'lost', 'requeues', requeues + 1, 'queued_at', now},
+      {'pending_reason', 'started_at', 'assigned_at', 'cancel_requested'})
+  else
+    target = 'FAILED'
+    transition(k_job, k_events, job_id, h[1], 'FAILED', now,
+      {'reason', 'lost', 'finished_at', now}, {})
+  end
+  result[#result + 1] = job_id
+  result[#result + 1] = target
+end
+redis.call('HSET', K_WORKER, 'status', 'lost')
+redis.call('DEL', K_INBOX)
+publish('worker', worker_id, cjson.encode({status = 'lost', at = tonumber(now)}))
+return result
