@@ -24,7 +24,10 @@ from shared.states import TERMINAL_STATES
 
 blp = Blueprint("jobs", __name__, url_prefix="/api/v1/jobs", description="Submit and watch jobs")
 
-SPEC_FIELDS = ("name", "image", "command", "env", "timeout_s", "priority", "labels", "network")
+SPEC_FIELDS = (
+    "name", "image", "command", "env", "timeout_s", "priority", "labels", "network",
+    "constraints", "queue_timeout_s",
+)
 MAX_IDEMPOTENCY_KEY = 200
 
 

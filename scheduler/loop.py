@@ -1,7 +1,13 @@
 """The placement loop: woken by submissions, results and registrations (and a 1 s tick),
-it places queued jobs and commits each batch atomically. It keeps no state of its own."""
+it places queued jobs and commits each batch atomically. It keeps no state of its own.
+
+Only the holder of the scheduler lease places or reaps; another `jobyard scheduler` waits
+as a hot standby and takes over within LEASE_TTL_S of the holder's death. Every commit
+re-checks the lease, so a paused former holder cannot place anything.
+"""
 
 import logging
+import secrets
 import signal
 import threading
 from types import FrameType
@@ -9,18 +15,24 @@ from types import FrameType
 import redis
 
 from scheduler.placement import place
+from scheduler.reaper import reap_once
 from shared.config import Config
 from shared.store import Store, connect
+from shared.store.scheduling import NotLeader
 
 log = logging.getLogger("jobyard.scheduler")
 
 TICK_S = 1.0
+LEASE_TTL_S = 5.0
 QUEUE_WINDOW = 10000
 COMMIT_BATCH = 500
 
 
-def schedule_once(store: Store, config: Config) -> int:
-    """One pass over the head of the queue. Returns how many jobs were assigned."""
+def schedule_once(store: Store, config: Config, lease_token: str = "solo") -> int:
+    """One pass over the head of the queue, if we hold the lease. Returns how many jobs
+    were assigned."""
+    if not store.scheduling.hold_lease(lease_token, LEASE_TTL_S):
+        return 0
     jobs = store.scheduling.queued_jobs(QUEUE_WINDOW)
     if not jobs:
         return 0
@@ -29,7 +41,8 @@ def schedule_once(store: Store, config: Config) -> int:
     assigned = 0
     for start in range(0, len(placement.assignments), COMMIT_BATCH):
         batch = placement.assignments[start : start + COMMIT_BATCH]
-        outcomes = store.scheduling.commit(batch, config.worker_timeout_s)
+        store.scheduling.hold_lease(lease_token, LEASE_TTL_S)  # a long pass keeps it
+        outcomes = store.scheduling.commit(batch, config.worker_timeout_s, lease_token)
         assigned += sum(1 for outcome in outcomes if outcome == 1)
     changed = {
         job.id: placement.pending[job.id]
@@ -43,18 +56,30 @@ def schedule_once(store: Store, config: Config) -> int:
 
 
 def run_scheduler(config: Config, stop: threading.Event | None = None) -> None:
-    """Place jobs until SIGTERM/SIGINT (or `stop` is set)."""
+    """Place and reap until SIGTERM/SIGINT (or `stop` is set)."""
     stop = stop or _stop_on_signals()
     store = Store(connect(config.redis_url), config.redis_prefix)
-    log.info("event=scheduler_started policy=%s", config.placement)
+    token = secrets.token_hex(8)
+    leading = False
+    log.info("event=scheduler_started policy=%s token=%s", config.placement, token)
     while not stop.is_set():
         try:
-            if schedule_once(store, config) == 0:
+            if store.scheduling.hold_lease(token, LEASE_TTL_S) != leading:
+                leading = not leading
+                log.info("event=%s token=%s", "leading" if leading else "standby", token)
+            if not leading:
+                stop.wait(TICK_S)
+                continue
+            reap_once(store, config)
+            if schedule_once(store, config, token) == 0:
                 store.scheduling.wait_for_work(TICK_S)
+        except NotLeader:
+            leading = False
+            log.warning("event=lease_lost token=%s", token)
         except redis.RedisError as exc:
             log.warning("event=redis_unavailable error=%r", str(exc))
             stop.wait(TICK_S)
-    log.info("event=scheduler_stopped")
+    log.info("event=scheduler_stopped token=%s", token)
 
 
 def _stop_on_signals() -> threading.Event:

@@ -4,12 +4,16 @@ Pure: it reads a snapshot and returns decisions; the loop commits them to Redis,
 script re-checks each one.
 """
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
-from scheduler.feasible import could_ever_fit, fits_now
+from scheduler.feasible import could_ever_fit, matches
+from scheduler.index import CapacityIndex
 from scheduler.rank import SCORERS
 from shared.resources import Resources
 from shared.store.scheduling import QueuedJob, WorkerView
+
+# How many request shapes known to fit nowhere are remembered within one pass.
+MAX_REMEMBERED_MISSES = 64
 
 
 @dataclass
@@ -22,33 +26,55 @@ def place(jobs: list[QueuedJob], workers: list[WorkerView], policy: str = "binpa
     """Place jobs in the order given (priority, then arrival). A job that fits nowhere now
     does not block the smaller ones behind it; it gets a reason instead."""
     score = SCORERS[policy]
-    views = {worker.id: worker for worker in workers}
+    index = CapacityIndex(workers)
+    reasons = PendingReasons(workers)
+    misses: list[Resources] = []  # capacity only shrinks within a pass, so misses stay misses
     result = Placement()
     for job in jobs:
-        fitting = [w for w in views.values() if fits_now(job.request, w) is None]
+        if not job.constraints and any(_covers(job.request, miss) for miss in misses):
+            result.pending[job.id] = reasons.of(job)
+            continue
+        fitting = index.candidates(job.request, job.constraints, tightest_first=policy != "spread")
         if not fitting:
-            result.pending[job.id] = pending_reason(job.request, workers)
+            result.pending[job.id] = reasons.of(job)
+            if not job.constraints and len(misses) < MAX_REMEMBERED_MISSES:
+                misses.append(job.request)
             continue
         best = min(fitting, key=lambda w: (score(job.request, w), w.id))
-        views[best.id] = replace(
-            best, reserved=best.reserved + job.request, used_slots=best.used_slots + 1
-        )
+        index.take(best, job.request)
         result.assignments.append((job.id, best.id))
     return result
 
 
-def pending_reason(request: Resources, workers: list[WorkerView]) -> str:
-    """Why the job waits, in words a user can act on."""
-    if not workers:
-        return "no live worker: start one with `jobyard worker`"
-    if not any(could_ever_fit(request, w) for w in workers):
-        largest = max(workers, key=lambda w: (w.capacity.cpu_m, w.capacity.memory_mb))
-        return (
-            f"no live worker can ever hold it: largest worker has "
-            f"{largest.capacity.describe()}; job needs {request.describe()}"
-        )
-    big_enough = sum(1 for w in workers if could_ever_fit(request, w))
-    return (
-        f"waiting for capacity: needs {request.describe()}; "
-        f"{big_enough} worker(s) big enough are busy"
-    )
+def _covers(request: Resources, smaller: Resources) -> bool:
+    """Is `request` at least `smaller` in every resource?"""
+    return smaller.fits_in(request)
+
+
+class PendingReasons:
+    """Why jobs wait, in words a user can act on; computed once per request shape."""
+
+    def __init__(self, workers: list[WorkerView]) -> None:
+        self.workers = workers
+        self._cache: dict[tuple[Resources, tuple[tuple[str, str], ...]], str] = {}
+
+    def of(self, job: QueuedJob) -> str:
+        key = (job.request, tuple(sorted(job.constraints.items())))
+        if key not in self._cache:
+            self._cache[key] = self._explain(job.request, job.constraints)
+        return self._cache[key]
+
+    def _explain(self, request: Resources, constraints: dict[str, str]) -> str:
+        if not self.workers:
+            return "no live worker: start one with `jobyard worker`"
+        labelled = [w for w in self.workers if matches(constraints, w)]
+        if not labelled:
+            wanted = ", ".join(f"{k}={v}" for k, v in sorted(constraints.items()))
+            return f"no live worker has the labels {wanted}"
+        if not any(could_ever_fit(request, w) for w in labelled):
+            largest = max(labelled, key=lambda w: (w.capacity.cpu_m, w.capacity.memory_mb))
+            return (
+                f"no live worker can ever hold it: largest worker has "
+                f"{largest.capacity.describe()}; job needs {request.describe()}"
+            )
+        return f"waiting for capacity: needs {request.describe()}; every worker big enough is busy"

@@ -116,6 +116,7 @@ class Config:
     token: str = _setting("JOBYARD_TOKEN", "")
     heartbeat_s: float = _setting("JOBYARD_HEARTBEAT_S", 10.0, _positive_float)
     worker_timeout_s: float = _setting("JOBYARD_WORKER_TIMEOUT_S", 30.0, _positive_float)
+    max_requeues: int = _setting("JOBYARD_MAX_REQUEUES", 3, _non_negative_int)
     placement: str = _setting("JOBYARD_PLACEMENT", "binpack", _choice("binpack", "spread"))
     max_job_cpu: float = _setting("JOBYARD_MAX_JOB_CPU", 64.0, _positive_float)
     max_job_memory_mb: int = _setting("JOBYARD_MAX_JOB_MEMORY_MB", 262144, _positive_int)

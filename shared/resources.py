@@ -23,9 +23,7 @@ class Resources:
 
     def fits_in(self, free: "Resources") -> bool:
         return (
-            self.cpu_m <= free.cpu_m
-            and self.memory_mb <= free.memory_mb
-            and self.gpus <= free.gpus
+            self.cpu_m <= free.cpu_m and self.memory_mb <= free.memory_mb and self.gpus <= free.gpus
         )
 
     def __add__(self, other: "Resources") -> "Resources":

@@ -47,8 +47,17 @@ def register(
     return worker_id
 
 
+LEASE_TOKEN = "test-scheduler"
+
+
 def assign(store: Store, job_id: str, worker_id: str) -> list[int | str]:
-    return store.scheduling.commit([(job_id, worker_id)], WORKER_TIMEOUT_S)
+    return commit(store, [(job_id, worker_id)])
+
+
+def commit(store: Store, placements: list[tuple[str, str]]) -> list[int | str]:
+    """Commit placements as the one scheduler holding the lease."""
+    assert store.scheduling.hold_lease(LEASE_TOKEN, 60)
+    return store.scheduling.commit(placements, WORKER_TIMEOUT_S, LEASE_TOKEN)
 
 
 def check_invariants(store: Store) -> None:

@@ -17,7 +17,7 @@ class Timestamp(fields.Field):
         return datetime.fromtimestamp(value, UTC).isoformat(timespec="milliseconds")
 
 
-def labels(**kwargs: Any) -> fields.Dict:
+def label_map(**kwargs: Any) -> fields.Dict:
     return fields.Dict(
         keys=fields.String(validate=validate.Length(min=1, max=63)),
         values=fields.String(validate=validate.Length(max=255)),

@@ -4,15 +4,13 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from shared.schemas.fields import NAME, Timestamp, labels
+from shared.schemas.fields import NAME, Timestamp, label_map
 from shared.states import JobState, Reason
 
 ENV_NAME = validate.Regexp(r"^[A-Za-z_][A-Za-z0-9_]*$", error="not a valid variable name")
 # Fields of the contract whose features are not built yet: refused, never silently ignored.
 NOT_SUPPORTED_YET = {
     "max_retries": 0,
-    "queue_timeout_s": None,
-    "constraints": None,
     "depends_on": None,
     "notify": None,
 }
@@ -42,12 +40,14 @@ class JobSubmitSchema(Schema):
     resources = fields.Nested(ResourcesSchema, load_default=lambda: ResourcesSchema().load({}))
     timeout_s = fields.Float(load_default=None, validate=validate.Range(min=0.1, max=30 * 86400))
     priority = fields.Integer(load_default=0, validate=validate.Range(min=-1000, max=1000))
-    labels = labels(load_default=dict)
+    labels = label_map(load_default=dict)
     network = fields.Boolean(load_default=False)
     name = fields.String(load_default=None, validate=NAME)
     max_retries = fields.Integer(validate=validate.Range(min=0, max=100))
-    queue_timeout_s = fields.Float()
-    constraints = fields.Dict()
+    queue_timeout_s = fields.Float(
+        load_default=None, validate=validate.Range(min=0.1, max=365 * 86400)
+    )
+    constraints = label_map(load_default=dict)
     depends_on = fields.List(fields.String())
     notify = fields.List(fields.String())
 
@@ -74,6 +74,8 @@ class JobSchema(Schema):
     priority = fields.Integer()
     labels = fields.Dict()
     network = fields.Boolean()
+    constraints = fields.Dict()
+    queue_timeout_s = fields.Float(allow_none=True)
     state = fields.String(validate=validate.OneOf([s.value for s in JobState]))
     reason = fields.String(allow_none=True, validate=validate.OneOf([r.value for r in Reason]))
     exit_code = fields.Integer(allow_none=True)

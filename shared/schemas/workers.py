@@ -2,7 +2,7 @@
 
 from marshmallow import Schema, fields, validate
 
-from shared.schemas.fields import Timestamp, labels
+from shared.schemas.fields import Timestamp, label_map
 from shared.schemas.jobs import ResourcesSchema
 from shared.states import AGENT_REASONS
 
@@ -19,7 +19,7 @@ class RegisterSchema(Schema):
     hostname = fields.String(required=True, validate=validate.Length(min=1, max=255))
     capacity = fields.Nested(CapacitySchema, required=True)
     max_parallel_jobs = fields.Integer(load_default=4, validate=validate.Range(min=1, max=1024))
-    labels = labels(load_default=dict)
+    labels = label_map(load_default=dict)
     executor = fields.String(load_default="docker", validate=validate.OneOf(["docker", "process"]))
 
 

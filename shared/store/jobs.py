@@ -66,6 +66,8 @@ class JobStore:
             priority,
             "1" if idempotency_key else "0",
             IDEMPOTENCY_TTL_S,
+            json.dumps(spec.get("constraints") or {}),
+            spec.get("queue_timeout_s") or "",
         ]
         created, stored_id = self.scripts.run("submit", keys, args)
         return stored_id, created == 1

@@ -31,6 +31,11 @@ class Keys:
         return f"{self.prefix}queue"
 
     @property
+    def queue_deadlines(self) -> str:
+        """Sorted set of QUEUED job ids that have a queue timeout, scored by its end."""
+        return f"{self.prefix}queue:deadlines"
+
+    @property
     def wake(self) -> str:
         """List the scheduler blocks on; anything that may free or need capacity pushes."""
         return f"{self.prefix}wake"
@@ -51,6 +56,11 @@ class Keys:
         return f"{self.prefix}workers"
 
     @property
+    def scheduler_lease(self) -> str:
+        """String holding the active scheduler's token, with a time to live."""
+        return f"{self.prefix}scheduler:lease"
+
+    @property
     def tokens(self) -> str:
         """Hash: sha256 of a token -> JSON record {name, role, worker_id}."""
         return f"{self.prefix}tokens"
@@ -61,7 +71,7 @@ class Keys:
 
     def common(self) -> list[str]:
         """The keys every state-changing script receives first (see lua/lib.lua)."""
-        return [self.counts, self.events, self.queue, self.wake] + [
+        return [self.counts, self.events, self.queue, self.wake, self.queue_deadlines] + [
             self.state(state) for state in JobState
         ]
 

@@ -1,8 +1,9 @@
 """What the scheduler reads and writes: a snapshot of queued jobs and live workers, and the
 atomic commit of a batch of placements."""
 
+import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 
@@ -11,12 +12,17 @@ from shared.store.keys import Keys
 from shared.store.scripts import Scripts
 
 
+class NotLeader(Exception):
+    """Another scheduler holds the lease: this one must not place anything."""
+
+
 @dataclass(frozen=True)
 class QueuedJob:
     id: str
     request: Resources
     priority: int
     pending_reason: str | None
+    constraints: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -26,6 +32,7 @@ class WorkerView:
     reserved: Resources
     slots: int
     used_slots: int
+    labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def free(self) -> Resources:
@@ -55,16 +62,18 @@ class SchedulingStore:
         pipe = self.redis.pipeline(transaction=False)
         for job_id in ids:
             pipe.hmget(
-                self.keys.job(job_id), "cpu_m", "memory_mb", "gpus", "priority", "pending_reason"
-            )
+                self.keys.job(job_id),
+                "cpu_m", "memory_mb", "gpus", "priority", "pending_reason", "constraints",
+            )  # fmt: skip
         jobs = []
-        for job_id, (cpu_m, memory_mb, gpus, priority, reason) in zip(
+        for job_id, (cpu_m, memory_mb, gpus, priority, reason, constraints) in zip(
             ids, pipe.execute(), strict=True
         ):
             if cpu_m is None:  # deleted between the two reads
                 continue
             request = Resources(int(cpu_m), int(memory_mb), int(gpus))
-            jobs.append(QueuedJob(job_id, request, int(priority), reason))
+            wanted = json.loads(constraints) if constraints and constraints != "{}" else {}
+            jobs.append(QueuedJob(job_id, request, int(priority), reason, wanted))
         return jobs
 
     def live_workers(self, worker_timeout_s: float) -> list[WorkerView]:
@@ -81,6 +90,7 @@ class SchedulingStore:
             "res_memory_mb",
             "res_gpus",
             "res_slots",
+            "labels",
         )
         for worker_id in ids:
             pipe.hmget(self.keys.worker(worker_id), *fields)
@@ -88,7 +98,7 @@ class SchedulingStore:
         for worker_id, values in zip(ids, pipe.execute(), strict=True):
             if values[0] != "alive":
                 continue
-            cpu, mem, gpus, slots, r_cpu, r_mem, r_gpus, r_slots = (int(v) for v in values[1:])
+            cpu, mem, gpus, slots, r_cpu, r_mem, r_gpus, r_slots = (int(v) for v in values[1:9])
             workers.append(
                 WorkerView(
                     worker_id,
@@ -96,20 +106,28 @@ class SchedulingStore:
                     Resources(r_cpu, r_mem, r_gpus),
                     slots,
                     r_slots,
+                    json.loads(values[9]),
                 )
             )
         return workers
 
+    def hold_lease(self, token: str, ttl_s: float) -> bool:
+        """Take the scheduler lease, or keep it for another ttl_s if it is already ours."""
+        return bool(
+            self.scripts.run("lease", [self.keys.scheduler_lease], [token, int(ttl_s * 1000)])
+        )
+
     def commit(
-        self, placements: Sequence[tuple[str, str]], worker_timeout_s: float
+        self, placements: Sequence[tuple[str, str]], worker_timeout_s: float, lease_token: str
     ) -> list[int | str]:
-        """Assign each (job id, worker id) that still holds, atomically. Returns 1 per
-        placement made, else the reason it was skipped (capacity taken, job gone...)."""
+        """Assign each (job id, worker id) that still holds, atomically, if the caller still
+        holds the scheduler lease (else NotLeader). Returns 1 per placement made, else the
+        reason it was skipped (capacity taken, job gone...)."""
         if not placements:
             return []
-        keys = self.keys.common()
+        keys = self.keys.common() + [self.keys.scheduler_lease]
         now = self.clock()
-        args: list[str | float] = [now, now - worker_timeout_s]
+        args: list[str | float] = [now, now - worker_timeout_s, lease_token]
         for job_id, worker_id in placements:
             keys += [
                 self.keys.job(job_id),
@@ -119,7 +137,33 @@ class SchedulingStore:
                 self.keys.worker_inbox(worker_id),
             ]
             args += [job_id, worker_id]
-        return list(self.scripts.run("assign", keys, args))
+        try:
+            return list(self.scripts.run("assign", keys, args))
+        except redis.ResponseError as exc:
+            if "not leader" in str(exc):
+                raise NotLeader(str(exc)) from None
+            raise
+
+    def expire_queued(self) -> list[str]:
+        """Fail the QUEUED jobs whose queue timeout has passed (reason unschedulable)."""
+        now = self.clock()
+        due = self.redis.zrangebyscore(self.keys.queue_deadlines, "-inf", now, start=0, num=500)
+        if not due:
+            return []
+        keys = self.keys.common()
+        for job_id in due:
+            keys += [self.keys.job(job_id), self.keys.job_events(job_id)]
+        return list(self.scripts.run("expire", keys, [now, *due]))
+
+    def silent_workers(self, worker_timeout_s: float) -> list[str]:
+        """Workers not heard from for worker_timeout_s that are not yet declared lost."""
+        ids = self.redis.zrangebyscore(self.keys.workers, "-inf", self.clock() - worker_timeout_s)
+        pipe = self.redis.pipeline(transaction=False)
+        for worker_id in ids:
+            pipe.hget(self.keys.worker(worker_id), "status")
+        return [
+            w for w, status in zip(ids, pipe.execute(), strict=True) if status not in (None, "lost")
+        ]
 
     def set_pending_reasons(self, reasons: dict[str, str]) -> None:
         if reasons:

@@ -18,6 +18,8 @@ SCRIPT_NAMES = (
     "drain",
     "deregister",
     "lost",
+    "lease",
+    "expire",
     "output",
 )
 

@@ -1,6 +1,9 @@
 """Placement as pure functions: best fit, spread, backfill past a job that fits nowhere,
 and pending reasons a user can act on."""
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from scheduler.placement import place
 from shared.resources import Resources
 from shared.store.scheduling import QueuedJob, WorkerView
@@ -52,3 +55,50 @@ def test_ties_break_stably_by_worker_id() -> None:
 
 def test_no_worker_at_all_is_said_plainly() -> None:
     assert "no live worker" in place([job("j", 1, 1)], []).pending["j"]
+
+
+def labelled(wid: str, cpu_m: int, mem: int, **labels: str) -> WorkerView:
+    return WorkerView(wid, Resources(cpu_m, mem), Resources(0, 0), 8, 0, labels)
+
+
+def test_constraints_pick_only_labelled_workers() -> None:
+    workers = [labelled("plain", 1000, 1024), labelled("eu", 8000, 8192, zone="eu")]
+    wants_eu = QueuedJob("j", Resources(500, 128), 0, None, {"zone": "eu"})
+    wants_us = QueuedJob("k", Resources(500, 128), 0, None, {"zone": "us"})
+    result = place([wants_eu, wants_us], workers)
+    assert result.assignments == [("j", "eu")]
+    assert result.pending["k"] == "no live worker has the labels zone=us"
+
+
+sizes = st.tuples(st.integers(1, 4000), st.integers(1, 4096))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    worker_sizes=st.lists(st.tuples(sizes, st.integers(1, 4)), max_size=12),
+    job_sizes=st.lists(sizes, max_size=40),
+    policy=st.sampled_from(["binpack", "spread"]),
+)
+def test_placement_never_overcommits_and_never_leaves_a_job_that_fits(
+    worker_sizes: list, job_sizes: list, policy: str
+) -> None:
+    workers = [
+        WorkerView(f"w{n}", Resources(cpu, mem), Resources(0, 0), slots, 0)
+        for n, ((cpu, mem), slots) in enumerate(worker_sizes)
+    ]
+    jobs = [job(f"j{n}", cpu, mem) for n, (cpu, mem) in enumerate(job_sizes)]
+    result = place(jobs, workers, policy)
+    used = {w.id: (Resources(0, 0), 0) for w in workers}
+    requests = {j.id: j.request for j in jobs}
+    for job_id, worker_id in result.assignments:
+        total, count = used[worker_id]
+        used[worker_id] = (total + requests[job_id], count + 1)
+    for w in workers:
+        total, count = used[w.id]
+        assert total.fits_in(w.capacity) and count <= w.slots
+    placed = {job_id for job_id, _ in result.assignments}
+    assert placed.isdisjoint(result.pending) and placed | set(result.pending) == set(requests)
+    for job_id in result.pending:  # nothing left waiting that fits somewhere right now
+        for w in workers:
+            total, count = used[w.id]
+            assert count == w.slots or not requests[job_id].fits_in(w.capacity - total)

@@ -14,6 +14,7 @@ from tests.store_support import (
     ManualClock,
     assign,
     check_invariants,
+    commit,
     register,
     submit,
 )
@@ -81,7 +82,7 @@ def test_assignment_rechecks_capacity_state_and_liveness(store: Store, clock: Ma
     register(store, "w1", cpu_m=1000, memory_mb=1024, slots=2)
     for job_id in ("a", "b", "c"):
         submit(store, job_id, cpu_m=600, memory_mb=100)
-    result = store.scheduling.commit([("a", "w1"), ("a", "w1"), ("b", "w1")], WORKER_TIMEOUT_S)
+    result = commit(store, [("a", "w1"), ("a", "w1"), ("b", "w1")])
     assert result == [1, "job not queued", "cpu taken"]
     register(store, "w2", cpu_m=4000, memory_mb=50)
     assert assign(store, "b", "w2") == ["memory taken"]

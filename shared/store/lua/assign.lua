@@ -1,9 +1,13 @@
 -- assign.lua: commit a batch of placements, re-checking each against Redis.
--- KEYS: common, then for each placement i (0-based) five keys at COMMON + 5*i + 1..5:
---       job, job_events, worker, worker_jobs, worker_inbox
--- ARGV: now, oldest_live_heartbeat, then for each placement: job_id, worker_id
--- Returns one entry per placement: 1 when assigned, else a short reason it was skipped.
+-- KEYS: common, scheduler_lease, then for each placement i (0-based) five keys at
+--       COMMON + 1 + 5*i + 1..5: job, job_events, worker, worker_jobs, worker_inbox
+-- ARGV: now, oldest_live_heartbeat, lease_token, then for each placement: job_id, worker_id
+-- Returns one entry per placement: 1 when assigned, else a short reason it was skipped;
+-- or the error 'not leader' when the caller no longer holds the scheduler lease.
 local now, oldest_live = ARGV[1], tonumber(ARGV[2])
+if redis.call('GET', KEYS[COMMON + 1]) ~= ARGV[3] then
+  return redis.error_reply('not leader: the scheduler lease is held by another')
+end
 local results = {}
 
 local function fits(worker_key, job_key)
@@ -19,12 +23,12 @@ local function fits(worker_key, job_key)
   return nil, j
 end
 
-local n = (#ARGV - 2) / 2
+local n = (#ARGV - 3) / 2
 for i = 0, n - 1 do
-  local base = COMMON + 5 * i
+  local base = COMMON + 1 + 5 * i
   local k_job, k_events, k_worker, k_worker_jobs, k_inbox =
     KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], KEYS[base + 4], KEYS[base + 5]
-  local job_id, worker_id = ARGV[3 + 2 * i], ARGV[4 + 2 * i]
+  local job_id, worker_id = ARGV[4 + 2 * i], ARGV[5 + 2 * i]
   if redis.call('HGET', k_job, 'state') ~= 'QUEUED' then
     results[#results + 1] = 'job not queued'
   else
@@ -37,7 +41,6 @@ for i = 0, n - 1 do
       redis.call('HINCRBY', k_worker, 'res_gpus', j[3])
       redis.call('HINCRBY', k_worker, 'res_slots', 1)
       redis.call('SADD', k_worker_jobs, job_id)
-      redis.call('ZREM', K_QUEUE, job_id)
       local attempt = redis.call('HINCRBY', k_job, 'attempt', 1)
       transition(k_job, k_events, job_id, 'QUEUED', 'ASSIGNED', now,
         {'worker_id', worker_id, 'assigned_at', now},

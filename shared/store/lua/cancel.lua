@@ -10,7 +10,6 @@ local now, job_id = ARGV[1], ARGV[2]
 local state = redis.call('HGET', K_JOB, 'state')
 if not state then return {'not_found', '', 0} end
 if state == 'QUEUED' then
-  redis.call('ZREM', K_QUEUE, job_id)
   local version = transition(K_JOB, K_JOB_EVENTS, job_id, 'QUEUED', 'CANCELLED', now,
     {'reason', 'cancelled', 'finished_at', now}, {'pending_reason'})
   return {'cancelled', 'CANCELLED', version}

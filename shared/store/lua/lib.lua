@@ -1,11 +1,11 @@
 -- lib.lua: prepended to every script by shared/store/scripts.py.
--- KEYS[1..10] are Keys.common(): counts, events, queue, wake, then one index per state.
--- Each script's own keys start at KEYS[COMMON + 1].
-local COMMON = 10
-local K_COUNTS, K_EVENTS, K_QUEUE, K_WAKE = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+-- KEYS[1..11] are Keys.common(): counts, events, queue, wake, queue deadlines, then one
+-- index per state. Each script's own keys start at KEYS[COMMON + 1].
+local COMMON = 11
+local K_COUNTS, K_EVENTS, K_QUEUE, K_WAKE, K_DEADLINES = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local STATE_INDEX = {
-  QUEUED = KEYS[5], ASSIGNED = KEYS[6], RUNNING = KEYS[7],
-  COMPLETED = KEYS[8], FAILED = KEYS[9], CANCELLED = KEYS[10],
+  QUEUED = KEYS[6], ASSIGNED = KEYS[7], RUNNING = KEYS[8],
+  COMPLETED = KEYS[9], FAILED = KEYS[10], CANCELLED = KEYS[11],
 }
 local TERMINAL = {COMPLETED = true, FAILED = true, CANCELLED = true}
 local EVENTS_MAXLEN = 100000
@@ -30,11 +30,28 @@ local function queue_score(priority, seq)
   return (1000 - tonumber(priority)) * 4398046511104 + tonumber(seq)
 end
 
--- Move a job from `from` to `to`: indexes, counters, version, history and the global feed,
--- all in the caller's atomic script. `set` is a flat list of fields to write, `clear` a list
--- of fields to delete. The caller has already checked that the job is in `from`.
+-- Enter the queue: in priority-then-arrival order, and with a deadline when the job has a
+-- queue timeout (it is measured from each time the job is queued).
+local function enqueue(job_key, job_id, now)
+  local h = redis.call('HMGET', job_key, 'priority', 'seq', 'queue_timeout_s')
+  redis.call('ZADD', K_QUEUE, queue_score(h[1], h[2]), job_id)
+  if h[3] and h[3] ~= '' then
+    redis.call('ZADD', K_DEADLINES, tonumber(now) + tonumber(h[3]), job_id)
+  end
+end
+
+-- Move a job from `from` to `to`: indexes (the queue and its deadlines included), counters,
+-- version, history and the global feed, all in the caller's atomic script. `set` is a flat
+-- list of fields to write, `clear` a list of fields to delete. The caller has already
+-- checked that the job is in `from`.
 local function transition(job_key, events_key, job_id, from, to, now, set, clear)
   local seq = redis.call('HGET', job_key, 'seq')
+  if from == 'QUEUED' then
+    redis.call('ZREM', K_QUEUE, job_id)
+    redis.call('ZREM', K_DEADLINES, job_id)
+  elseif to == 'QUEUED' then
+    enqueue(job_key, job_id, now)
+  end
   redis.call('ZREM', STATE_INDEX[from], job_id)
   redis.call('ZADD', STATE_INDEX[to], seq, job_id)
   redis.call('HINCRBY', K_COUNTS, from, -1)

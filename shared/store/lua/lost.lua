@@ -17,13 +17,12 @@ local result = {'ok'}
 for i = 4, #ARGV do
   local job_id = ARGV[i]
   local k_job, k_events = KEYS[COMMON + 4 + 2 * (i - 4)], KEYS[COMMON + 5 + 2 * (i - 4)]
-  local h = redis.call('HMGET', k_job, 'state', 'requeues', 'priority', 'seq')
+  local h = redis.call('HMGET', k_job, 'state', 'requeues')
   release(k_job, K_WORKER, K_WORKER_JOBS, job_id)
   local requeues = tonumber(h[2] or 0)
   local target
   if requeues < max_requeues then
     target = 'QUEUED'
-    redis.call('ZADD', K_QUEUE, queue_score(h[3], h[4]), job_id)
     transition(k_job, k_events, job_id, h[1], 'QUEUED', now,
       {'reason', 'lost', 'requeues', requeues + 1, 'queued_at', now},
       {'pending_reason', 'started_at', 'assigned_at', 'cancel_requested'})

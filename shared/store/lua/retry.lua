@@ -6,11 +6,9 @@
 local K_JOB, K_JOB_EVENTS = KEYS[COMMON + 1], KEYS[COMMON + 2]
 local now, job_id = ARGV[1], ARGV[2]
 
-local h = redis.call('HMGET', K_JOB, 'state', 'priority', 'seq')
-local state = h[1]
+local state = redis.call('HGET', K_JOB, 'state')
 if not state then return {'not_found', '', 0} end
 if state ~= 'FAILED' and state ~= 'CANCELLED' then return {'conflict', state, 0} end
-redis.call('ZADD', K_QUEUE, queue_score(h[2], h[3]), job_id)
 local version = transition(K_JOB, K_JOB_EVENTS, job_id, state, 'QUEUED', now,
   {'queued_at', now},
   {'reason', 'exit_code', 'error', 'finished_at', 'started_at', 'assigned_at', 'worker_id',

@@ -1,0 +1,89 @@
+"""The scheduler's loop pieces on the store: the leader lease, queue timeouts and lost
+workers, under a controlled clock."""
+
+import time
+
+import pytest
+
+from scheduler.loop import schedule_once
+from scheduler.reaper import reap_once
+from shared.config import Config
+from shared.resources import Resources
+from shared.store import Store
+from shared.store.scheduling import NotLeader
+from tests.store_support import ManualClock, check_invariants, register, submit
+
+CONFIG = Config.from_env({}, worker_timeout_s=30.0, max_requeues=1)
+
+
+def test_only_the_lease_holder_places(store: Store) -> None:
+    submit(store, "j1")
+    register(store, "w1")
+    assert store.scheduling.hold_lease("first", 60)
+    assert not store.scheduling.hold_lease("second", 60)
+    assert schedule_once(store, CONFIG, "second") == 0
+    with pytest.raises(NotLeader):
+        store.scheduling.commit([("j1", "w1")], 30.0, "second")
+    assert store.jobs.get("j1")["state"] == "QUEUED"
+    assert schedule_once(store, CONFIG, "first") == 1
+    check_invariants(store)
+
+
+def test_a_standby_takes_over_when_the_lease_lapses(store: Store) -> None:
+    assert store.scheduling.hold_lease("first", 0.2)
+    assert not store.scheduling.hold_lease("second", 5)
+    time.sleep(0.3)
+    assert store.scheduling.hold_lease("second", 5)
+    assert not store.scheduling.hold_lease("first", 5)
+
+
+def test_a_job_past_its_queue_timeout_fails_as_unschedulable(
+    store: Store, clock: ManualClock
+) -> None:
+    spec = {"image": "i", "command": ["true"], "queue_timeout_s": 10}
+    store.jobs.submit("late", "alice", spec, Resources(99000, 64), 0)
+    store.jobs.submit(
+        "no-timeout", "alice", {"image": "i", "command": ["true"]}, Resources(99000, 64), 0
+    )
+    reap_once(store, CONFIG)
+    assert store.jobs.get("late")["state"] == "QUEUED"
+    clock.advance(11)
+    reap_once(store, CONFIG)
+    job = store.jobs.get("late")
+    assert (job["state"], job["reason"]) == ("FAILED", "unschedulable")
+    assert store.jobs.get("no-timeout")["state"] == "QUEUED"
+    assert store.redis.zcard(store.keys.queue_deadlines) == 0
+    check_invariants(store)
+
+
+def test_a_placed_job_no_longer_times_out_in_the_queue(store: Store, clock: ManualClock) -> None:
+    spec = {"image": "i", "command": ["true"], "queue_timeout_s": 10}
+    store.jobs.submit("j", "alice", spec, Resources(100, 64), 0)
+    register(store, "w1")
+    assert schedule_once(store, CONFIG) == 1
+    clock.advance(11)
+    store.workers.heartbeat("w1", {}, [])
+    reap_once(store, CONFIG)
+    assert store.jobs.get("j")["state"] == "ASSIGNED"
+
+
+def test_silent_workers_are_declared_lost_and_their_jobs_requeued(
+    store: Store, clock: ManualClock
+) -> None:
+    submit(store, "j1")
+    register(store, "w1")
+    register(store, "w2")
+    schedule_once(store, CONFIG)
+    holder = store.jobs.get("j1")["worker_id"]
+    other = "w2" if holder == "w1" else "w1"
+    clock.advance(20)
+    store.workers.heartbeat(other, {}, [])
+    clock.advance(15)  # holder silent for 35 s, the other for 15 s
+    reap_once(store, CONFIG)
+    assert store.workers.get(holder)["status"] == "lost"
+    assert store.workers.get(other)["status"] == "alive"
+    job = store.jobs.get("j1")
+    assert (job["state"], job["reason"]) == ("QUEUED", "lost")
+    assert schedule_once(store, CONFIG) == 1
+    assert store.jobs.get("j1")["worker_id"] == other
+    check_invariants(store)
