@@ -60,13 +60,14 @@ def run_scheduler(config: Config, stop: threading.Event | None = None) -> None:
     stop = stop or _stop_on_signals()
     store = Store(connect(config.redis_url), config.redis_prefix)
     token = secrets.token_hex(8)
-    leading = False
+    leading: bool | None = None  # unknown until the first try, so the first state is logged
     log.info("event=scheduler_started policy=%s token=%s", config.placement, token)
     while not stop.is_set():
         try:
-            if store.scheduling.hold_lease(token, LEASE_TTL_S) != leading:
-                leading = not leading
-                log.info("event=%s token=%s", "leading" if leading else "standby", token)
+            holds = store.scheduling.hold_lease(token, LEASE_TTL_S)
+            if holds != leading:
+                leading = holds
+                log.info("event=%s token=%s", "leading" if holds else "standby", token)
             if not leading:
                 stop.wait(TICK_S)
                 continue
