@@ -31,11 +31,18 @@ class CapacityIndex:
         return len(self._order)
 
     def candidates(
-        self, request: Resources, constraints: dict[str, str], tightest_first: bool
+        self,
+        request: Resources,
+        constraints: dict[str, str],
+        tightest_first: bool,
+        excluded: str | None = None,
     ) -> list[WorkerView]:
-        """Up to CANDIDATES workers that fit the request now and carry the labels asked."""
+        """Up to CANDIDATES workers that fit the request now and carry the labels asked,
+        leaving out the `excluded` one."""
         found: list[WorkerView] = []
         for worker in self._walk(request, tightest_first):
+            if worker.id == excluded:
+                continue
             if fits_now(request, worker) is None and matches(constraints, worker):
                 found.append(worker)
                 if len(found) == CANDIDATES:

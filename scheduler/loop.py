@@ -14,6 +14,7 @@ from types import FrameType
 
 import redis
 
+from scheduler.backfill import reserve, starving
 from scheduler.placement import place
 from scheduler.reaper import reap_once
 from shared.config import Config
@@ -37,7 +38,13 @@ def schedule_once(store: Store, config: Config, lease_token: str = "solo") -> in
     if not jobs:
         return 0
     workers = store.scheduling.live_workers(config.worker_timeout_s)
-    placement = place(jobs, workers, config.placement)
+    now = store.scheduling.clock()
+    reservation = None
+    head = starving(jobs, workers, now, config.starvation_s)
+    if head is not None:
+        ends = store.scheduling.expected_ends([w.id for w in workers])
+        reservation = reserve(head, workers, ends, now)
+    placement = place(jobs, workers, config.placement, reservation, now)
     assigned = 0
     for start in range(0, len(placement.assignments), COMMIT_BATCH):
         batch = placement.assignments[start : start + COMMIT_BATCH]

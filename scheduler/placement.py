@@ -6,6 +6,7 @@ script re-checks each one.
 
 from dataclasses import dataclass, field
 
+from scheduler.backfill import Reservation
 from scheduler.feasible import could_ever_fit, matches
 from scheduler.index import CapacityIndex
 from scheduler.rank import SCORERS
@@ -22,9 +23,16 @@ class Placement:
     pending: dict[str, str] = field(default_factory=dict)
 
 
-def place(jobs: list[QueuedJob], workers: list[WorkerView], policy: str = "binpack") -> Placement:
+def place(
+    jobs: list[QueuedJob],
+    workers: list[WorkerView],
+    policy: str = "binpack",
+    reservation: Reservation | None = None,
+    now: float = 0.0,
+) -> Placement:
     """Place jobs in the order given (priority, then arrival). A job that fits nowhere now
-    does not block the smaller ones behind it; it gets a reason instead."""
+    does not block the smaller ones behind it; it gets a reason instead. A reserved worker
+    only takes jobs that will have ended before its reserved job can start."""
     score = SCORERS[policy]
     index = CapacityIndex(workers)
     reasons = PendingReasons(workers)
@@ -34,10 +42,16 @@ def place(jobs: list[QueuedJob], workers: list[WorkerView], policy: str = "binpa
         if not job.constraints and any(_covers(job.request, miss) for miss in misses):
             result.pending[job.id] = reasons.of(job)
             continue
-        fitting = index.candidates(job.request, job.constraints, tightest_first=policy != "spread")
+        excluded = None
+        if reservation is not None and not reservation.admits(job, now):
+            excluded = reservation.worker_id
+        fitting = index.candidates(
+            job.request, job.constraints, tightest_first=policy != "spread", excluded=excluded
+        )
         if not fitting:
             result.pending[job.id] = reasons.of(job)
-            if not job.constraints and len(misses) < MAX_REMEMBERED_MISSES:
+            # A miss counts only when every worker was considered.
+            if not job.constraints and excluded is None and len(misses) < MAX_REMEMBERED_MISSES:
                 misses.append(job.request)
             continue
         best = min(fitting, key=lambda w: (score(job.request, w), w.id))

@@ -118,6 +118,7 @@ class Config:
     worker_timeout_s: float = _setting("JOBYARD_WORKER_TIMEOUT_S", 30.0, _positive_float)
     max_requeues: int = _setting("JOBYARD_MAX_REQUEUES", 3, _non_negative_int)
     placement: str = _setting("JOBYARD_PLACEMENT", "binpack", _choice("binpack", "spread"))
+    starvation_s: float = _setting("JOBYARD_STARVATION_S", 300.0, _positive_float)
     max_job_cpu: float = _setting("JOBYARD_MAX_JOB_CPU", 64.0, _positive_float)
     max_job_memory_mb: int = _setting("JOBYARD_MAX_JOB_MEMORY_MB", 262144, _positive_int)
     max_output_bytes: int = _setting("JOBYARD_MAX_OUTPUT_BYTES", 10 * 1024 * 1024, _positive_int)

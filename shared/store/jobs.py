@@ -68,6 +68,7 @@ class JobStore:
             IDEMPOTENCY_TTL_S,
             json.dumps(spec.get("constraints") or {}),
             spec.get("queue_timeout_s") or "",
+            spec.get("timeout_s") or "",
         ]
         created, stored_id = self.scripts.run("submit", keys, args)
         return stored_id, created == 1

@@ -23,6 +23,8 @@ class QueuedJob:
     priority: int
     pending_reason: str | None
     constraints: dict[str, str] = field(default_factory=dict)
+    queued_at: float = 0.0
+    timeout_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -64,17 +66,47 @@ class SchedulingStore:
             pipe.hmget(
                 self.keys.job(job_id),
                 "cpu_m", "memory_mb", "gpus", "priority", "pending_reason", "constraints",
+                "queued_at", "timeout_s",
             )  # fmt: skip
         jobs = []
-        for job_id, (cpu_m, memory_mb, gpus, priority, reason, constraints) in zip(
+        for job_id, (cpu_m, mem, gpus, priority, reason, constraints, queued_at, timeout) in zip(
             ids, pipe.execute(), strict=True
         ):
             if cpu_m is None:  # deleted between the two reads
                 continue
-            request = Resources(int(cpu_m), int(memory_mb), int(gpus))
+            request = Resources(int(cpu_m), int(mem), int(gpus))
             wanted = json.loads(constraints) if constraints and constraints != "{}" else {}
-            jobs.append(QueuedJob(job_id, request, int(priority), reason, wanted))
+            timeout_s = float(timeout) if timeout else None
+            jobs.append(
+                QueuedJob(
+                    job_id, request, int(priority), reason, wanted, float(queued_at), timeout_s
+                )
+            )
         return jobs
+
+    def expected_ends(self, worker_ids: Sequence[str]) -> dict[str, list[tuple[float, Resources]]]:
+        """For each worker, when each of its jobs ends at the latest (start plus timeout;
+        infinity without a timeout) and what it then gives back."""
+        pipe = self.redis.pipeline(transaction=False)
+        for worker_id in worker_ids:
+            pipe.smembers(self.keys.worker_jobs(worker_id))
+        held = dict(zip(worker_ids, pipe.execute(), strict=True))
+        pipe = self.redis.pipeline(transaction=False)
+        pairs = [(w, job_id) for w, job_ids in held.items() for job_id in sorted(job_ids)]
+        for _, job_id in pairs:
+            pipe.hmget(
+                self.keys.job(job_id),
+                "cpu_m", "memory_mb", "gpus", "started_at", "assigned_at", "timeout_s",
+            )  # fmt: skip
+        ends: dict[str, list[tuple[float, Resources]]] = {w: [] for w in worker_ids}
+        for (worker_id, _), values in zip(pairs, pipe.execute(), strict=True):
+            if values[0] is None:
+                continue
+            cpu_m, mem, gpus, started, assigned, timeout = values
+            began = float(started or assigned or self.clock())
+            end = began + float(timeout) if timeout else float("inf")
+            ends[worker_id].append((end, Resources(int(cpu_m), int(mem), int(gpus))))
+        return ends
 
     def live_workers(self, worker_timeout_s: float) -> list[WorkerView]:
         """Workers that are alive (not draining or lost) and heard from recently."""

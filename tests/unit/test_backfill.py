@@ -1,0 +1,72 @@
+"""EASY backfill: a starving job reserves the worker that frees soonest; only jobs that end
+before it can start may use that worker meanwhile."""
+
+import math
+
+from scheduler.backfill import Reservation, reserve, start_time, starving
+from scheduler.loop import schedule_once
+from scheduler.placement import place
+from shared.config import Config
+from shared.resources import Resources
+from shared.store import Store
+from shared.store.scheduling import QueuedJob, WorkerView
+from tests.store_support import ManualClock, register, submit
+
+NOW = 1000.0
+
+
+def worker(wid: str, cpu_m: int, used_cpu_m: int = 0, slots: int = 8) -> WorkerView:
+    used = 1 if used_cpu_m else 0
+    return WorkerView(wid, Resources(cpu_m, 4096), Resources(used_cpu_m, 0), slots, used)
+
+
+def job(jid: str, cpu_m: int, queued_at: float = NOW, timeout_s: float | None = None) -> QueuedJob:
+    return QueuedJob(jid, Resources(cpu_m, 64), 0, None, {}, queued_at, timeout_s)
+
+
+def test_start_time_follows_the_ends_of_running_jobs() -> None:
+    busy = worker("w", 4000, used_cpu_m=4000)
+    ends = [(NOW + 50, Resources(1000, 0)), (NOW + 20, Resources(3000, 0))]
+    assert start_time(Resources(2000, 64), busy, ends, NOW) == NOW + 20
+    assert start_time(Resources(4000, 64), busy, ends, NOW) == NOW + 50
+    assert start_time(Resources(100, 64), worker("idle", 4000), [], NOW) == NOW
+    assert start_time(Resources(4000, 64), busy, [(math.inf, Resources(4000, 0))], NOW) == math.inf
+
+
+def test_only_a_job_that_waited_too_long_and_fits_nowhere_starves() -> None:
+    workers = [worker("w", 4000, used_cpu_m=3000)]
+    fresh, old_small, old_big = job("f", 4000), job("s", 500, NOW - 600), job("b", 4000, NOW - 600)
+    assert starving([fresh, old_small, old_big], workers, NOW, 300) == old_big
+    assert starving([fresh], workers, NOW, 300) is None
+
+
+def test_the_reserved_worker_only_takes_jobs_that_end_in_time() -> None:
+    workers = [worker("a", 4000, used_cpu_m=3000), worker("b", 4000, used_cpu_m=3500)]
+    ends = {"a": [(NOW + 60, Resources(3000, 0))], "b": [(math.inf, Resources(3500, 0))]}
+    big = job("big", 4000, NOW - 600)
+    reservation = reserve(big, workers, ends, NOW)
+    assert reservation == Reservation("big", "a", NOW + 60)
+    untimed, short, long_ = (
+        job("untimed", 500),
+        job("short", 500, timeout_s=30),
+        job("long", 500, timeout_s=90),
+    )
+    result = place([big, untimed, short, long_], workers, "binpack", reservation, NOW)
+    assert dict(result.assignments) == {"untimed": "b", "short": "a"}
+    assert set(result.pending) == {"big", "long"}
+
+
+def test_the_loop_holds_a_worker_for_a_starving_job(store: Store, clock: ManualClock) -> None:
+    config = Config.from_env({}, starvation_s=60.0)
+    register(store, "w1", cpu_m=2000, memory_mb=1024)
+    submit(store, "small-running", cpu_m=1000)
+    schedule_once(store, config)
+    store.jobs.start("small-running", "w1", 1)
+    submit(store, "big", cpu_m=2000)
+    clock.advance(120)
+    store.workers.heartbeat("w1", {}, [])
+    submit(store, "small-untimed", cpu_m=500)
+    assert schedule_once(store, config) == 0  # w1 is held for "big"
+    store.jobs.finish("small-running", "w1", 1, exit_code=0, reason=None, error=None, metrics={})
+    assert schedule_once(store, config) == 1
+    assert store.jobs.get("big")["state"] == "ASSIGNED"
