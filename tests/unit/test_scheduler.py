@@ -87,3 +87,18 @@ def test_silent_workers_are_declared_lost_and_their_jobs_requeued(
     assert schedule_once(store, CONFIG) == 1
     assert store.jobs.get("j1")["worker_id"] == other
     check_invariants(store)
+
+
+def test_priority_orders_dispatch_and_fifo_holds_within_a_priority(store: Store) -> None:
+    register(store, "w1", cpu_m=1000, memory_mb=1024, slots=1)
+    submit(store, "early-low", priority=0)
+    submit(store, "late-high", priority=5)
+    submit(store, "later-high", priority=5)
+    order = []
+    for _ in range(3):
+        assert schedule_once(store, CONFIG) == 1
+        (job_id,) = store.redis.smembers(store.keys.worker_jobs("w1"))
+        order.append(job_id)
+        store.jobs.start(job_id, "w1", 1)
+        store.jobs.finish(job_id, "w1", 1, exit_code=0, reason=None, error=None, metrics={})
+    assert order == ["late-high", "later-high", "early-low"]
