@@ -117,6 +117,8 @@ class Config:
     heartbeat_s: float = _setting("JOBYARD_HEARTBEAT_S", 10.0, _positive_float)
     worker_timeout_s: float = _setting("JOBYARD_WORKER_TIMEOUT_S", 30.0, _positive_float)
     max_requeues: int = _setting("JOBYARD_MAX_REQUEUES", 3, _non_negative_int)
+    assign_timeout_s: float = _setting("JOBYARD_ASSIGN_TIMEOUT_S", 60.0, _positive_float)
+    deadline_grace_s: float = _setting("JOBYARD_DEADLINE_GRACE_S", 30.0, _positive_float)
     placement: str = _setting("JOBYARD_PLACEMENT", "binpack", _choice("binpack", "spread"))
     starvation_s: float = _setting("JOBYARD_STARVATION_S", 300.0, _positive_float)
     max_job_cpu: float = _setting("JOBYARD_MAX_JOB_CPU", 64.0, _positive_float)

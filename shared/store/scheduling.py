@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import redis
 
 from shared.resources import Resources
+from shared.states import JobState
 from shared.store.keys import Keys
 from shared.store.scripts import Scripts
 
@@ -186,6 +187,42 @@ class SchedulingStore:
         for job_id in due:
             keys += [self.keys.job(job_id), self.keys.job_events(job_id)]
         return list(self.scripts.run("expire", keys, [now, *due]))
+
+    def overdue(
+        self, state: JobState, since_field: str, allowed_s: float | None, grace_s: float = 0.0
+    ) -> list[tuple[str, str, int]]:
+        """Jobs in `state` since `since_field` for longer than allowed_s + grace_s, as
+        (job id, worker id, attempt). With allowed_s None, each job's own timeout_s is the
+        allowance, and jobs without one are never overdue."""
+        ids = self.redis.zrange(self.keys.state(state), 0, -1)
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hmget(self.keys.job(job_id), since_field, "worker_id", "attempt", "timeout_s")
+        now = self.clock()
+        found = []
+        for job_id, (since, worker_id, attempt, timeout) in zip(ids, pipe.execute(), strict=True):
+            allowance = (
+                allowed_s if allowed_s is not None else (float(timeout) if timeout else None)
+            )
+            if allowance is None or not since or not worker_id:
+                continue
+            if float(since) + allowance + grace_s < now:
+                found.append((job_id, worker_id, int(attempt)))
+        return found
+
+    def reap(self, job_id: str, worker_id: str, attempt: int, kind: str, max_requeues: int) -> str:
+        """Requeue a stale assignment or fail an overdue run (see lua/reap.lua). Returns the
+        new state, or '' when the job had already moved on."""
+        keys = self.keys.common() + [
+            self.keys.job(job_id),
+            self.keys.job_events(job_id),
+            self.keys.worker(worker_id),
+            self.keys.worker_jobs(worker_id),
+        ]
+        state: str = self.scripts.run(
+            "reap", keys, [self.clock(), job_id, kind, attempt, max_requeues]
+        )
+        return state
 
     def silent_workers(self, worker_timeout_s: float) -> list[str]:
         """Workers not heard from for worker_timeout_s that are not yet declared lost."""

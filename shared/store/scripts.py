@@ -20,6 +20,7 @@ SCRIPT_NAMES = (
     "lost",
     "lease",
     "expire",
+    "reap",
     "output",
 )
 

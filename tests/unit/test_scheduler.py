@@ -10,6 +10,7 @@ from scheduler.reaper import reap_once
 from shared.config import Config
 from shared.resources import Resources
 from shared.store import Store
+from shared.store.errors import StaleAttempt
 from shared.store.scheduling import NotLeader
 from tests.store_support import ManualClock, check_invariants, register, submit
 
@@ -102,3 +103,55 @@ def test_priority_orders_dispatch_and_fifo_holds_within_a_priority(store: Store)
         store.jobs.start(job_id, "w1", 1)
         store.jobs.finish(job_id, "w1", 1, exit_code=0, reason=None, error=None, metrics={})
     assert order == ["late-high", "later-high", "early-low"]
+
+
+def test_an_assignment_never_started_is_requeued_as_stale(store: Store, clock: ManualClock) -> None:
+    config = Config.from_env({}, assign_timeout_s=60.0, max_requeues=1)
+    submit(store, "j1")
+    register(store, "w1")
+    schedule_once(store, config)
+    clock.advance(30)
+    store.workers.heartbeat("w1", {}, [])
+    reap_once(store, config)
+    assert store.jobs.get("j1")["state"] == "ASSIGNED"
+    clock.advance(31)
+    store.workers.heartbeat("w1", {}, [])
+    reap_once(store, config)
+    job = store.jobs.get("j1")
+    assert (job["state"], job["reason"]) == ("QUEUED", "stale")
+    assert store.workers.get("w1")["reserved"]["jobs"] == 0
+    with pytest.raises(StaleAttempt):
+        store.jobs.start("j1", "w1", 1)  # the late agent is told to drop it
+    schedule_once(store, config)
+    clock.advance(61)
+    store.workers.heartbeat("w1", {}, [])
+    reap_once(store, config)  # second time: past max_requeues
+    job = store.jobs.get("j1")
+    assert (job["state"], job["reason"], job["attempt"]) == ("FAILED", "stale", 2)
+    check_invariants(store)
+
+
+def test_a_run_past_its_deadline_fails_even_if_its_agent_is_silent(
+    store: Store, clock: ManualClock
+) -> None:
+    config = Config.from_env({}, deadline_grace_s=5.0)
+    spec = {"image": "i", "command": ["sleep", "1000"], "timeout_s": 10}
+    store.jobs.submit("timed", "alice", spec, Resources(100, 64), 0)
+    submit(store, "untimed")
+    register(store, "w1")
+    schedule_once(store, config)
+    store.jobs.start("timed", "w1", 1)
+    store.jobs.start("untimed", "w1", 1)
+    clock.advance(14)
+    store.workers.heartbeat("w1", {}, [])
+    reap_once(store, config)
+    assert store.jobs.get("timed")["state"] == "RUNNING"
+    clock.advance(2)
+    store.workers.heartbeat("w1", {}, [])
+    reap_once(store, config)
+    job = store.jobs.get("timed")
+    assert (job["state"], job["reason"]) == ("FAILED", "timeout")
+    assert store.jobs.get("untimed")["state"] == "RUNNING"
+    with pytest.raises(StaleAttempt):
+        store.jobs.append_output("timed", "w1", 1, [], 1000)
+    check_invariants(store)

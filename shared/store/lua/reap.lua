@@ -1,0 +1,25 @@
+-- reap.lua: move one job that its clock says is overdue, releasing its worker's reservation.
+--   stale:   ASSIGNED and never started -> QUEUED (reason stale), or FAILED past max_requeues
+--   timeout: RUNNING past its deadline and its agent silent about it -> FAILED (reason timeout)
+-- KEYS: common, job, job_events, worker, worker_jobs
+-- ARGV: now, job_id, kind (stale|timeout), attempt, max_requeues
+-- Returns the job's new state, or '' when it had moved on (another attempt, another state).
+local K_JOB, K_JOB_EVENTS, K_WORKER, K_WORKER_JOBS =
+  KEYS[COMMON + 1], KEYS[COMMON + 2], KEYS[COMMON + 3], KEYS[COMMON + 4]
+local now, job_id, kind, attempt = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+
+local h = redis.call('HMGET', K_JOB, 'state', 'attempt', 'requeues')
+local expected = kind == 'stale' and 'ASSIGNED' or 'RUNNING'
+if h[1] ~= expected or h[2] ~= attempt then return '' end
+
+release(K_JOB, K_WORKER, K_WORKER_JOBS, job_id)
+local requeues = tonumber(h[3] or 0)
+if kind == 'stale' and requeues < tonumber(ARGV[5]) then
+  transition(K_JOB, K_JOB_EVENTS, job_id, 'ASSIGNED', 'QUEUED', now,
+    {'reason', 'stale', 'requeues', requeues + 1, 'queued_at', now},
+    {'pending_reason', 'assigned_at', 'cancel_requested'})
+  return 'QUEUED'
+end
+transition(K_JOB, K_JOB_EVENTS, job_id, expected, 'FAILED', now,
+  {'reason', kind, 'finished_at', now}, {})
+return 'FAILED'
