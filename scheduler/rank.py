@@ -9,10 +9,12 @@ Scorer = Callable[[Resources, WorkerView], float]
 
 
 def _left_fraction(request: Resources, worker: WorkerView) -> float:
-    """How much of the worker stays free after placing the job, averaged over CPU and memory."""
-    free = worker.free - request
-    cap = worker.capacity
-    return (free.cpu_m / max(cap.cpu_m, 1) + free.memory_mb / max(cap.memory_mb, 1)) / 2
+    """How much of the worker stays free after placing the job, averaged over CPU and memory.
+    (Plain integer arithmetic: this runs for every candidate of every job.)"""
+    cap, used = worker.capacity, worker.reserved
+    cpu_left = cap.cpu_m - used.cpu_m - request.cpu_m
+    memory_left = cap.memory_mb - used.memory_mb - request.memory_mb
+    return (cpu_left / max(cap.cpu_m, 1) + memory_left / max(cap.memory_mb, 1)) / 2
 
 
 def binpack(request: Resources, worker: WorkerView) -> float:
