@@ -352,3 +352,19 @@ def test_a_lost_workers_jobs_are_requeued_then_failed_past_the_limit(store: Stor
     job = store.jobs.get("r")
     assert (job["state"], job["reason"]) == ("FAILED", "lost")
     check_invariants(store)
+
+
+def test_an_exit_reported_while_assigned_records_the_skipped_start(store: Store) -> None:
+    submit(store, "j1")
+    register(store, "w1")
+    assign(store, "j1", "w1")
+    store.jobs.finish("j1", "w1", 1, exit_code=0, reason=None, error=None, metrics={})
+    job = store.jobs.get("j1")
+    assert job["state"] == "COMPLETED" and job["started_at"] is not None
+    assert [e["to"] for e in store.jobs.events("j1")] == [
+        "QUEUED",
+        "ASSIGNED",
+        "RUNNING",
+        "COMPLETED",
+    ]
+    check_invariants(store)

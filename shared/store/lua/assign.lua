@@ -8,40 +8,56 @@ local now, oldest_live = ARGV[1], tonumber(ARGV[2])
 if redis.call('GET', KEYS[COMMON + 1]) ~= ARGV[3] then
   return redis.error_reply('not leader: the scheduler lease is held by another')
 end
-local results = {}
 
-local function fits(worker_key, job_key)
-  local w = redis.call('HMGET', worker_key, 'status', 'last_seen',
-    'cpu_m', 'memory_mb', 'gpus', 'slots', 'res_cpu_m', 'res_memory_mb', 'res_gpus', 'res_slots')
-  if w[1] ~= 'alive' then return 'worker not alive' end
-  if tonumber(w[2]) < oldest_live then return 'worker silent' end
-  local j = redis.call('HMGET', job_key, 'cpu_m', 'memory_mb', 'gpus')
-  if tonumber(w[7]) + tonumber(j[1]) > tonumber(w[3]) then return 'cpu taken' end
-  if tonumber(w[8]) + tonumber(j[2]) > tonumber(w[4]) then return 'memory taken' end
-  if tonumber(w[9]) + tonumber(j[3]) > tonumber(w[5]) then return 'gpus taken' end
-  if tonumber(w[10]) + 1 > tonumber(w[6]) then return 'no free slot' end
-  return nil, j
+-- Each worker is read once per batch and its reservation written back once at the end.
+local workers = {}
+local function worker_state(worker_key)
+  local w = workers[worker_key]
+  if not w then
+    local v = redis.call('HMGET', worker_key, 'status', 'last_seen', 'cpu_m', 'memory_mb',
+      'gpus', 'slots', 'res_cpu_m', 'res_memory_mb', 'res_gpus', 'res_slots')
+    w = {status = v[1], touched = false}
+    if v[1] then
+      w.silent = tonumber(v[2]) < oldest_live
+      w.cap = {tonumber(v[3]), tonumber(v[4]), tonumber(v[5]), tonumber(v[6])}
+      w.res = {tonumber(v[7]), tonumber(v[8]), tonumber(v[9]), tonumber(v[10])}
+    end
+    workers[worker_key] = w
+  end
+  return w
 end
 
+local SHORT = {'cpu taken', 'memory taken', 'gpus taken', 'no free slot'}
+local function skip_reason(w, need)
+  if w.status ~= 'alive' then return 'worker not alive' end
+  if w.silent then return 'worker silent' end
+  for r = 1, 4 do
+    if w.res[r] + need[r] > w.cap[r] then return SHORT[r] end
+  end
+  return nil
+end
+
+local results = {}
 local n = (#ARGV - 3) / 2
 for i = 0, n - 1 do
   local base = COMMON + 1 + 5 * i
   local k_job, k_events, k_worker, k_worker_jobs, k_inbox =
     KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], KEYS[base + 4], KEYS[base + 5]
   local job_id, worker_id = ARGV[4 + 2 * i], ARGV[5 + 2 * i]
-  if redis.call('HGET', k_job, 'state') ~= 'QUEUED' then
+  local j = redis.call('HMGET', k_job, 'state', 'cpu_m', 'memory_mb', 'gpus')
+  if j[1] ~= 'QUEUED' then
     results[#results + 1] = 'job not queued'
   else
-    local skipped, j = fits(k_worker, k_job)
+    local w = worker_state(k_worker)
+    local need = {tonumber(j[2]), tonumber(j[3]), tonumber(j[4]), 1}
+    local skipped = skip_reason(w, need)
     if skipped then
       results[#results + 1] = skipped
     else
-      redis.call('HINCRBY', k_worker, 'res_cpu_m', j[1])
-      redis.call('HINCRBY', k_worker, 'res_memory_mb', j[2])
-      redis.call('HINCRBY', k_worker, 'res_gpus', j[3])
-      redis.call('HINCRBY', k_worker, 'res_slots', 1)
+      for r = 1, 4 do w.res[r] = w.res[r] + need[r] end
+      w.touched = true
       redis.call('SADD', k_worker_jobs, job_id)
-      local attempt = redis.call('HINCRBY', k_job, 'attempt', 1)
+      redis.call('HINCRBY', k_job, 'attempt', 1)
       transition(k_job, k_events, job_id, 'QUEUED', 'ASSIGNED', now,
         {'worker_id', worker_id, 'assigned_at', now},
         {'pending_reason', 'reason', 'exit_code', 'error', 'started_at', 'finished_at',
@@ -49,6 +65,13 @@ for i = 0, n - 1 do
       redis.call('RPUSH', k_inbox, job_id)
       results[#results + 1] = 1
     end
+  end
+end
+
+for worker_key, w in pairs(workers) do
+  if w.touched then
+    redis.call('HSET', worker_key, 'res_cpu_m', w.res[1], 'res_memory_mb', w.res[2],
+      'res_gpus', w.res[3], 'res_slots', w.res[4])
   end
 end
 return results

@@ -33,5 +33,12 @@ if reason ~= '' then set[#set + 1] = 'reason'; set[#set + 1] = reason end
 if exit_code ~= '' then set[#set + 1] = 'exit_code'; set[#set + 1] = exit_code end
 if err ~= '' then set[#set + 1] = 'error'; set[#set + 1] = err end
 release(K_JOB, K_WORKER, K_WORKER_JOBS, job_id)
+-- A run that reports an exit while still ASSIGNED (its start call was lost) did run: record
+-- the start it skipped, so the history keeps to the state table.
+if state == 'ASSIGNED' and (target == 'COMPLETED' or reason == 'exit_code' or reason == 'oom'
+    or reason == 'timeout') then
+  transition(K_JOB, K_JOB_EVENTS, job_id, 'ASSIGNED', 'RUNNING', now, {'started_at', now}, {})
+  state = 'RUNNING'
+end
 local version = transition(K_JOB, K_JOB_EVENTS, job_id, state, target, now, set, {})
 return {'ok', target, version}
