@@ -10,6 +10,7 @@ import logging
 import secrets
 import signal
 import threading
+import time
 from types import FrameType
 
 import redis
@@ -68,6 +69,7 @@ def run_scheduler(config: Config, stop: threading.Event | None = None) -> None:
     store = Store(connect(config.redis_url), config.redis_prefix)
     token = secrets.token_hex(8)
     leading: bool | None = None  # unknown until the first try, so the first state is logged
+    next_reap = 0.0
     log.info("event=scheduler_started policy=%s token=%s", config.placement, token)
     while not stop.is_set():
         try:
@@ -78,7 +80,9 @@ def run_scheduler(config: Config, stop: threading.Event | None = None) -> None:
             if not leading:
                 stop.wait(TICK_S)
                 continue
-            reap_once(store, config)
+            if time.monotonic() >= next_reap:  # clocks need seconds, not every wake-up
+                reap_once(store, config)
+                next_reap = time.monotonic() + TICK_S
             if schedule_once(store, config, token) == 0:
                 store.scheduling.wait_for_work(TICK_S)
         except NotLeader:
