@@ -56,11 +56,8 @@ lint: venv
 	$(BIN)/mypy
 
 bench: venv
-	@if [ -f bench/__main__.py ]; then \
-		$(BIN)/python -m bench; \
-	else \
-		echo "no benchmarks yet (bench/__main__.py does not exist)"; \
-	fi
+	bash scripts/ensure-deps.sh redis
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist *.egg-info

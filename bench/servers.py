@@ -1,0 +1,105 @@
+"""Throwaway servers for the benchmarks, all on 127.0.0.1 and all stopped on exit: a
+redis-server (optionally started from a saved snapshot) and `jobyard` processes."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import psutil
+
+from cli.ports import free_port
+from cli.redis_server import RedisServer
+from shared.client import ApiClient, ApiError
+
+JOBYARD = str(Path(sys.executable).parent / "jobyard")
+SNAPSHOT = "dump.rdb"  # redis-server's default file name, read at start when AOF is off
+
+
+@contextmanager
+def redis_server(
+    data_dir: Path, snapshot: Path | None = None, durable: bool = False
+) -> Iterator[RedisServer]:
+    """A redis-server on a free loopback port; with `snapshot`, it starts with that data."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if snapshot is not None:
+        shutil.copyfile(snapshot, data_dir / SNAPSHOT)
+    server = RedisServer(data_dir, free_port(), durable=durable)
+    server.start(timeout_s=60)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class JobyardProcess:
+    """One `jobyard <command>` child in its own process group, its output in a log file."""
+
+    def __init__(self, command: str, env: Mapping[str, str], log_path: Path) -> None:
+        self.command = command
+        self.log_path = log_path
+        with open(log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [JOBYARD, command],
+                env={**os.environ, **env},
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                process_group=0,
+            )
+
+    def check_alive(self) -> None:
+        if self.process.poll() is not None:
+            raise RuntimeError(
+                f"jobyard {self.command} exited with {self.process.returncode}: {self.log_tail()}"
+            )
+
+    def log_tail(self, lines: int = 15) -> str:
+        text = self.log_path.read_text(errors="replace").splitlines()[-lines:]
+        return "\n".join(text)
+
+    def stop(self, grace_s: float = 15.0) -> None:
+        """SIGTERM, then SIGKILL to the whole group (gunicorn's workers too) after grace_s."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def wait_ready(client: ApiClient, process: JobyardProcess, timeout_s: float = 30.0) -> None:
+    """Until GET /readyz answers, or fail with the API's log."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        process.check_alive()
+        try:
+            client.request("GET", "/readyz")
+            return
+        except ApiError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the API never became ready: {process.log_tail()}") from None
+            time.sleep(0.1)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process and all its children so far (0 if gone)."""
+    try:
+        process = psutil.Process(pid)
+        family = [process, *process.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for member in family:
+        try:
+            times = member.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
