@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from scheduler.feasible import could_ever_fit, fits_now, matches
+from scheduler.feasible import could_ever_fit, matches
 from shared.resources import Resources
 from shared.store.scheduling import QueuedJob, WorkerView
 
@@ -30,19 +30,9 @@ class Reservation:
         return job.timeout_s is not None and now + job.timeout_s <= self.start_at
 
 
-def starving(
-    jobs: Sequence[QueuedJob], workers: Sequence[WorkerView], now: float, starvation_s: float
-) -> QueuedJob | None:
-    """The first job, in queue order, that has waited too long and fits nowhere now."""
-    for job in jobs:
-        if job.queued_at > now - starvation_s:
-            continue
-        fitting = [w for w in workers if matches(job.constraints, w)]
-        if not any(fits_now(job.request, w) is None for w in fitting) and any(
-            could_ever_fit(job.request, w) for w in fitting
-        ):
-            return job
-    return None
+def starving(waiting: Sequence[QueuedJob], now: float, starvation_s: float) -> QueuedJob | None:
+    """The first job waiting for capacity (in queue order) that has waited too long."""
+    return next((job for job in waiting if job.queued_at <= now - starvation_s), None)
 
 
 def reserve(job: QueuedJob, workers: Sequence[WorkerView], ends: Ends, now: float) -> Reservation:

@@ -40,12 +40,11 @@ def schedule_once(store: Store, config: Config, lease_token: str = "solo") -> in
         return 0
     workers = store.scheduling.live_workers(config.worker_timeout_s)
     now = store.scheduling.clock()
-    reservation = None
-    head = starving(jobs, workers, now, config.starvation_s)
-    if head is not None:
+    placement = place(jobs, workers, config.placement, None, now)
+    head = starving(placement.waiting_for_capacity, now, config.starvation_s)
+    if head is not None:  # place again, holding the worker that frees soonest for it
         ends = store.scheduling.expected_ends([w.id for w in workers])
-        reservation = reserve(head, workers, ends, now)
-    placement = place(jobs, workers, config.placement, reservation, now)
+        placement = place(jobs, workers, config.placement, reserve(head, workers, ends, now), now)
     assigned = 0
     for start in range(0, len(placement.assignments), COMMIT_BATCH):
         batch = placement.assignments[start : start + COMMIT_BATCH]

@@ -21,6 +21,8 @@ MAX_REMEMBERED_MISSES = 64
 class Placement:
     assignments: list[tuple[str, str]] = field(default_factory=list)
     pending: dict[str, str] = field(default_factory=dict)
+    # The pending jobs, in queue order, that some live worker could hold once it frees up.
+    waiting_for_capacity: list[QueuedJob] = field(default_factory=list)
 
 
 def place(
@@ -40,7 +42,7 @@ def place(
     result = Placement()
     for job in jobs:
         if not job.constraints and any(_covers(job.request, miss) for miss in misses):
-            result.pending[job.id] = reasons.of(job)
+            _wait(result, reasons, job)
             continue
         excluded = None
         if reservation is not None and not reservation.admits(job, now):
@@ -49,7 +51,7 @@ def place(
             job.request, job.constraints, tightest_first=policy != "spread", excluded=excluded
         )
         if not fitting:
-            result.pending[job.id] = reasons.of(job)
+            _wait(result, reasons, job)
             # A miss counts only when every worker was considered.
             if not job.constraints and excluded is None and len(misses) < MAX_REMEMBERED_MISSES:
                 misses.append(job.request)
@@ -58,6 +60,13 @@ def place(
         index.take(best, job.request)
         result.assignments.append((job.id, best.id))
     return result
+
+
+def _wait(result: Placement, reasons: "PendingReasons", job: QueuedJob) -> None:
+    reason, could_fit = reasons.of(job)
+    result.pending[job.id] = reason
+    if could_fit:
+        result.waiting_for_capacity.append(job)
 
 
 def _covers(request: Resources, smaller: Resources) -> bool:
@@ -70,25 +79,28 @@ class PendingReasons:
 
     def __init__(self, workers: list[WorkerView]) -> None:
         self.workers = workers
-        self._cache: dict[tuple[Resources, tuple[tuple[str, str], ...]], str] = {}
+        self._cache: dict[tuple[Resources, tuple[tuple[str, str], ...]], tuple[str, bool]] = {}
 
-    def of(self, job: QueuedJob) -> str:
+    def of(self, job: QueuedJob) -> tuple[str, bool]:
+        """(reason, whether a live worker could hold the job once it frees up)"""
         key = (job.request, tuple(sorted(job.constraints.items())))
         if key not in self._cache:
             self._cache[key] = self._explain(job.request, job.constraints)
         return self._cache[key]
 
-    def _explain(self, request: Resources, constraints: dict[str, str]) -> str:
+    def _explain(self, request: Resources, constraints: dict[str, str]) -> tuple[str, bool]:
         if not self.workers:
-            return "no live worker: start one with `jobyard worker`"
+            return "no live worker: start one with `jobyard worker`", False
         labelled = [w for w in self.workers if matches(constraints, w)]
         if not labelled:
             wanted = ", ".join(f"{k}={v}" for k, v in sorted(constraints.items()))
-            return f"no live worker has the labels {wanted}"
+            return f"no live worker has the labels {wanted}", False
         if not any(could_ever_fit(request, w) for w in labelled):
             largest = max(labelled, key=lambda w: (w.capacity.cpu_m, w.capacity.memory_mb))
-            return (
+            reason = (
                 f"no live worker can ever hold it: largest worker has "
                 f"{largest.capacity.describe()}; job needs {request.describe()}"
             )
-        return f"waiting for capacity: needs {request.describe()}; every worker big enough is busy"
+            return reason, False
+        needs = request.describe()
+        return f"waiting for capacity: needs {needs}; every worker big enough is busy", True

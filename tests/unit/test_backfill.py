@@ -33,11 +33,14 @@ def test_start_time_follows_the_ends_of_running_jobs() -> None:
     assert start_time(Resources(4000, 64), busy, [(math.inf, Resources(4000, 0))], NOW) == math.inf
 
 
-def test_only_a_job_that_waited_too_long_and_fits_nowhere_starves() -> None:
+def test_only_a_job_that_waited_too_long_for_capacity_starves() -> None:
     workers = [worker("w", 4000, used_cpu_m=3000)]
     fresh, old_small, old_big = job("f", 4000), job("s", 500, NOW - 600), job("b", 4000, NOW - 600)
-    assert starving([fresh, old_small, old_big], workers, NOW, 300) == old_big
-    assert starving([fresh], workers, NOW, 300) is None
+    never = job("never", 9000, NOW - 600)
+    waiting = place([fresh, old_small, never, old_big], workers).waiting_for_capacity
+    assert waiting == [fresh, old_big]  # old_small was placed; never fits nowhere, ever
+    assert starving(waiting, NOW, 300) == old_big
+    assert starving([fresh], NOW, 300) is None
 
 
 def test_the_reserved_worker_only_takes_jobs_that_end_in_time() -> None:
