@@ -31,10 +31,8 @@ COMMIT_BATCH = 500
 
 
 def schedule_once(store: Store, config: Config, lease_token: str = "solo") -> int:
-    """One pass over the head of the queue, if we hold the lease. Returns how many jobs
-    were assigned."""
-    if not store.scheduling.hold_lease(lease_token, LEASE_TTL_S):
-        return 0
+    """One pass over the head of the queue; commits only while holding the lease (taking it
+    if free). Returns how many jobs were assigned."""
     jobs = store.scheduling.queued_jobs(QUEUE_WINDOW)
     if not jobs:
         return 0
@@ -48,7 +46,8 @@ def schedule_once(store: Store, config: Config, lease_token: str = "solo") -> in
     assigned = 0
     for start in range(0, len(placement.assignments), COMMIT_BATCH):
         batch = placement.assignments[start : start + COMMIT_BATCH]
-        store.scheduling.hold_lease(lease_token, LEASE_TTL_S)  # a long pass keeps it
+        if not store.scheduling.hold_lease(lease_token, LEASE_TTL_S):
+            break  # another scheduler leads now: it will place these
         outcomes = store.scheduling.commit(batch, config.worker_timeout_s, lease_token)
         assigned += sum(1 for outcome in outcomes if outcome == 1)
     changed = {
