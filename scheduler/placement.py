@@ -47,16 +47,13 @@ def place(
         excluded = None
         if reservation is not None and not reservation.admits(job, now):
             excluded = reservation.worker_id
-        fitting = index.candidates(
-            job.request, job.constraints, tightest_first=policy != "spread", excluded=excluded
-        )
-        if not fitting:
+        best = index.best(job.request, job.constraints, score, policy != "spread", excluded)
+        if best is None:
             _wait(result, reasons, job)
             # A miss counts only when every worker was considered.
             if not job.constraints and excluded is None and len(misses) < MAX_REMEMBERED_MISSES:
                 misses.append(job.request)
             continue
-        best = min(fitting, key=lambda w: (score(job.request, w), w.id))
         index.take(best, job.request)
         result.assignments.append((job.id, best.id))
     return result

@@ -21,8 +21,14 @@ def job(jid: str, cpu_m: int, mem: int) -> QueuedJob:
 
 def test_binpack_picks_the_tightest_fit_and_spread_the_emptiest() -> None:
     workers = [worker("big", 8000, 8192), worker("small", 1000, 1024)]
-    assert place([job("j", 1000, 512)], workers, "binpack").assignments == [("j", "small")]
-    assert place([job("j", 1000, 512)], workers, "spread").assignments == [("j", "big")]
+    assert place([job("j", 1000, 1024)], workers, "binpack").assignments == [("j", "small")]
+    assert place([job("j", 1000, 1024)], workers, "spread").assignments == [("j", "big")]
+
+
+def test_binpack_does_not_strand_memory_behind_a_full_cpu() -> None:
+    workers = [worker("cpu-tight", 1000, 4096), worker("even", 4000, 4096)]
+    # On "cpu-tight" the job would leave 3 GB that no job can use without CPU.
+    assert place([job("j", 1000, 1024)], workers, "binpack").assignments == [("j", "even")]
 
 
 def test_capacity_is_consumed_within_a_pass() -> None:
