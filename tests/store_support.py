@@ -1,9 +1,13 @@
 """Helpers to build store states through the store's own interface."""
 
+import json
+from collections import Counter
 from dataclasses import dataclass
+from itertools import pairwise
+from typing import Any
 
 from shared.resources import Resources
-from shared.states import JobState
+from shared.states import ACTIVE_STATES, TRANSITIONS, JobState
 from shared.store import Store
 
 WORKER_TIMEOUT_S = 30.0
@@ -86,3 +90,90 @@ def check_invariants(store: Store) -> None:
         assert reserved["memory_mb"] == sum(j["resources"]["memory_mb"] for j in jobs)
         assert reserved["jobs"] <= worker["max_parallel_jobs"]
         assert reserved["cpu"] <= worker["capacity"]["cpu"]
+
+
+def check_store_invariants(store: Store) -> None:
+    """check_invariants, and: every job is in exactly one state index; queue deadlines only
+    for QUEUED jobs; no reservation passes its worker's capacity; every ASSIGNED or RUNNING
+    job is held by exactly one worker (its own, alive or draining) and no other job by any;
+    every job's history is gap-free, allowed by TRANSITIONS, counts its attempts, ends where
+    the job is, and is what the global event stream says about it."""
+    check_invariants(store)
+    r, keys = store.redis, store.keys
+    pipe = r.pipeline(transaction=False)
+    for state in JobState:
+        pipe.zrange(keys.state(state), 0, -1)
+    pipe.zrange(keys.jobs, 0, -1)
+    pipe.zrange(keys.queue_deadlines, 0, -1)
+    *members, job_ids, deadlines = pipe.execute()
+    indexed = {
+        job_id: state for state, ids in zip(JobState, members, strict=True) for job_id in ids
+    }
+    assert set(indexed) == set(job_ids), "jobs index and state indexes disagree"
+    assert set(deadlines) <= {j for j, state in indexed.items() if state is JobState.QUEUED}
+
+    statuses = {}
+    for worker in store.workers.all():
+        reserved, capacity = worker["reserved"], worker["capacity"]
+        assert reserved["memory_mb"] <= capacity["memory_mb"], worker["id"]
+        assert reserved["gpus"] <= capacity["gpus"], worker["id"]
+        assert min(reserved["cpu"], reserved["memory_mb"], reserved["gpus"], reserved["jobs"]) >= 0
+        statuses[worker["id"]] = worker["status"]
+
+    pipe = r.pipeline(transaction=False)
+    for job_id in job_ids:
+        pipe.hmget(keys.job(job_id), "state", "version", "attempt", "worker_id")
+        pipe.lrange(keys.job_events(job_id), 0, -1)
+    replies = pipe.execute()
+    jobs = dict(zip(job_ids, replies[::2], strict=True))
+    histories = {
+        job_id: [json.loads(e) for e in events]
+        for job_id, events in zip(job_ids, replies[1::2], strict=True)
+    }
+
+    # Who holds what: every worker_jobs set there is, of listed workers or not.
+    held_sets = list(r.scan_iter(match=keys.worker_jobs("*"), count=1000))
+    pipe = r.pipeline(transaction=False)
+    for key in held_sets:
+        pipe.smembers(key)
+    holders: Counter[str] = Counter()
+    for key, held in zip(held_sets, pipe.execute(), strict=True):
+        for job_id in held:
+            state, _, _, worker_id = jobs[job_id]
+            assert state in ACTIVE_STATES, f"{key} holds {job_id}, which is {state}"
+            assert key == keys.worker_jobs(worker_id), f"{key} holds {worker_id}'s {job_id}"
+            holders[job_id] += 1
+    for job_id, (state, _, _, worker_id) in jobs.items():
+        if state in ACTIVE_STATES:
+            assert holders[job_id] == 1, f"{job_id} is {state}, held {holders[job_id]} times"
+            status = statuses.get(worker_id, "gone")
+            assert status in ("alive", "draining"), f"{job_id} is {state} on a {status} worker"
+
+    for job_id, (state, version, attempt, _) in jobs.items():
+        check_history(job_id, histories[job_id], state, int(version), int(attempt))
+
+    # The dashboard's feed carries the same history, in the same order (while untrimmed).
+    feed: dict[str, list[dict[str, Any]]] = {job_id: [] for job_id in job_ids}
+    for _, fields in r.xrange(keys.events, "-", "+"):
+        if fields["kind"] == "job":
+            feed[fields["id"]].append(json.loads(fields["data"]))
+    assert feed == histories, "the global event stream disagrees with a job's history"
+
+
+def check_history(
+    job_id: str, events: list[dict[str, Any]], state: str, version: int, attempt: int
+) -> None:
+    """A job's events: versions 1..n; a first event into QUEUED; each next one leaves the
+    state the previous one entered, by a transition the table allows; the attempt goes up by
+    one exactly at each assignment; the last one is the job as it is now."""
+    assert events, f"{job_id} has no history"
+    first = events[0]
+    assert (first["from"], first["to"], first["attempt"]) == (None, "QUEUED", 0), job_id
+    assert [e["version"] for e in events] == list(range(1, len(events) + 1)), job_id
+    for before, after in pairwise(events):
+        assert after["from"] == before["to"], f"{job_id}: unrecorded change {before} -> {after}"
+        assert JobState(after["to"]) in TRANSITIONS[JobState(after["from"])], (job_id, after)
+        step = 1 if after["to"] == JobState.ASSIGNED else 0
+        assert after["attempt"] == before["attempt"] + step, (job_id, before, after)
+    last = events[-1]
+    assert (last["to"], last["version"], last["attempt"]) == (state, version, attempt), job_id

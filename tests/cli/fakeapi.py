@@ -52,8 +52,13 @@ def handler_for(api: FakeApi) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
             api.requests.append(
-                Recorded(self.command, parts.path, parse_qs(parts.query), dict(self.headers),
-                         json.loads(raw) if raw else None)
+                Recorded(
+                    self.command,
+                    parts.path,
+                    parse_qs(parts.query),
+                    dict(self.headers),
+                    json.loads(raw) if raw else None,
+                )
             )
             status, body = api.next_response(self.command, parts.path)
             data = json.dumps(body).encode()

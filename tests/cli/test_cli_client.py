@@ -93,8 +93,9 @@ def test_submit_follow_streams_and_exits_with_the_job_code(
         output([], 6, False),
         output([chunk(6, "stderr", "oops\n"), chunk(11, "stdout", "bye\n")], 15, True),
     )  # fmt: skip
-    fake_api.answer("GET", "/api/v1/jobs/j1", {**JOB, "state": "FAILED", "reason": "exit_code",
-                                               "exit_code": 3})
+    fake_api.answer(
+        "GET", "/api/v1/jobs/j1", {**JOB, "state": "FAILED", "reason": "exit_code", "exit_code": 3}
+    )
     result = run("submit", "--follow", "--", "sh", "-c", "exit 3")
     assert result.exit_code == 3, result.output
     assert result.stdout == "hello\nbye\n"
@@ -172,8 +173,9 @@ def test_unreachable_api_says_what_to_do(jobyard: Callable[..., Result]) -> None
 
 
 def test_status_text_and_json(fake_api: FakeApi, run: Callable[..., Result]) -> None:
-    fake_api.answer("GET", "/api/v1/jobs/j1", {**JOB, "state": "FAILED", "reason": "oom",
-                                               "exit_code": 137})
+    fake_api.answer(
+        "GET", "/api/v1/jobs/j1", {**JOB, "state": "FAILED", "reason": "oom", "exit_code": 137}
+    )
     text = run("status", "j1")
     assert text.exit_code == 0
     assert "FAILED (oom, exit code 137)" in text.stdout

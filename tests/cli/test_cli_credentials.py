@@ -83,8 +83,6 @@ def test_commands_use_the_file_in_the_working_directory(
     assert from_env == "Bearer env-token"
 
 
-def test_environment_alone_is_enough(
-    fake_api: FakeApi, jobyard: Callable[..., Result]
-) -> None:
+def test_environment_alone_is_enough(fake_api: FakeApi, jobyard: Callable[..., Result]) -> None:
     env = {"JOBYARD_API_URL": fake_api.url, "JOBYARD_TOKEN": "env-token"}
     assert bearer_sent(fake_api, jobyard, env) == "Bearer env-token"

@@ -24,7 +24,7 @@ from tests.helpers import free_port, require_binary, wait_until
 
 STUBS = {
     "api/__init__.py": "",
-    "api/app.py": '''
+    "api/app.py": """
 import os
 from flask import Flask
 
@@ -36,9 +36,9 @@ def create_app(config):
         return {"redis_url": config.redis_url, "admin_token": config.admin_token}
 
     return app
-''',
+""",
     "scheduler/__init__.py": "",
-    "scheduler/loop.py": '''
+    "scheduler/loop.py": """
 import os, signal, time
 
 def run_scheduler(config):
@@ -46,16 +46,16 @@ def run_scheduler(config):
         time.sleep(float(os.environ["STUB_SCHEDULER_EXIT_AFTER"]))
         raise SystemExit(3)
     signal.sigwait({signal.SIGTERM})
-''',
+""",
     "worker_agent/__init__.py": "",
-    "worker_agent/agent.py": '''
+    "worker_agent/agent.py": """
 import signal
 
 def run_agent(config):
     print("AGENT", config.executor, config.agent_state_dir, config.api_url,
           config.worker_join_token, flush=True)
     signal.sigwait({signal.SIGTERM})
-''',
+""",
 }
 
 
@@ -106,8 +106,14 @@ def start_up(tmp_path: Path, clean_environment: Path) -> Iterator[Callable[..., 
         out, err = tmp_path / f"out{len(started)}", tmp_path / f"err{len(started)}"
         argv = [sys.executable, "-m", "cli.main", "up", "--bind", f"127.0.0.1:{port}"]
         with out.open("wb") as stdout, err.open("wb") as stderr:
-            process = subprocess.Popen(argv, cwd=clean_environment, env=env, stdout=stdout,
-                                       stderr=stderr, stdin=subprocess.DEVNULL)
+            process = subprocess.Popen(
+                argv,
+                cwd=clean_environment,
+                env=env,
+                stdout=stdout,
+                stderr=stderr,
+                stdin=subprocess.DEVNULL,
+            )
         started.append(Up(process, clean_environment, port, out, err))
         return started[-1]
 
@@ -161,8 +167,9 @@ def assert_second_up_refused(first: Up) -> None:
 def test_up_keeps_tokens_and_stops_all_when_a_child_dies(start_up: Callable[..., Up]) -> None:
     credentials = Path(".jobyard") / "credentials"
     credentials.parent.mkdir(mode=0o700)
-    write_credentials({"JOBYARD_ADMIN_TOKEN": "admin-1", "JOBYARD_WORKER_JOIN_TOKEN": "join-1"},
-                      credentials)
+    write_credentials(
+        {"JOBYARD_ADMIN_TOKEN": "admin-1", "JOBYARD_WORKER_JOIN_TOKEN": "join-1"}, credentials
+    )
     up = start_up(STUB_SCHEDULER_EXIT_AFTER="2")
 
     assert up.process.wait(timeout=60) == 1, up.output()

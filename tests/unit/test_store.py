@@ -368,3 +368,18 @@ def test_an_exit_reported_while_assigned_records_the_skipped_start(store: Store)
         "COMPLETED",
     ]
     check_invariants(store)
+
+
+def test_a_late_result_for_an_attempt_the_control_plane_ended_is_stale(store: Store) -> None:
+    running_job(store)
+    assert store.workers.mark_lost("w1", max_requeues=0) == {"j1": "FAILED"}
+    with pytest.raises(StaleAttempt):
+        store.jobs.finish("j1", "w1", 1, exit_code=0, reason=None, error=None, metrics={})
+    assert store.jobs.get("j1")["reason"] == "lost"
+
+
+def test_a_cancelled_job_whose_worker_is_lost_ends_cancelled(store: Store) -> None:
+    running_job(store)
+    store.jobs.cancel("j1")
+    assert store.workers.mark_lost("w1", max_requeues=3) == {"j1": "CANCELLED"}
+    check_invariants(store)

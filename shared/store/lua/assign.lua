@@ -61,7 +61,7 @@ for i = 0, n - 1 do
       transition(k_job, k_events, job_id, 'QUEUED', 'ASSIGNED', now,
         {'worker_id', worker_id, 'assigned_at', now},
         {'pending_reason', 'reason', 'exit_code', 'error', 'started_at', 'finished_at',
-         'out_seq', 'cancel_requested', 'metrics'})
+         'out_seq', 'cancel_requested', 'metrics', 'ended_by_agent'})
       redis.call('RPUSH', k_inbox, job_id)
       results[#results + 1] = 1
     end

@@ -1,5 +1,6 @@
 -- lost.lua: declare a worker lost. Each job it held is requeued (reason lost) or, past
--- max_requeues, FAILED (reason lost); its reservation is released in the same step.
+-- max_requeues, FAILED (reason lost), or CANCELLED when the user had asked to cancel it;
+-- its reservation is released in the same step.
 -- KEYS: common, worker, worker_jobs, worker_inbox, then job and job_events per job id
 -- ARGV: now, worker_id, max_requeues, then the job ids the caller read from worker_jobs
 -- Returns {'retry'} when worker_jobs changed since the caller read it, {'not_found'}, or
@@ -17,11 +18,15 @@ local result = {'ok'}
 for i = 4, #ARGV do
   local job_id = ARGV[i]
   local k_job, k_events = KEYS[COMMON + 4 + 2 * (i - 4)], KEYS[COMMON + 5 + 2 * (i - 4)]
-  local h = redis.call('HMGET', k_job, 'state', 'requeues')
+  local h = redis.call('HMGET', k_job, 'state', 'requeues', 'cancel_requested')
   release(k_job, K_WORKER, K_WORKER_JOBS, job_id)
   local requeues = tonumber(h[2] or 0)
   local target
-  if requeues < max_requeues then
+  if h[3] == '1' then  -- the user cancelled it: it must not run again
+    target = 'CANCELLED'
+    transition(k_job, k_events, job_id, h[1], 'CANCELLED', now,
+      {'reason', 'cancelled', 'finished_at', now}, {})
+  elseif requeues < max_requeues then
     target = 'QUEUED'
     transition(k_job, k_events, job_id, h[1], 'QUEUED', now,
       {'reason', 'lost', 'requeues', requeues + 1, 'queued_at', now},

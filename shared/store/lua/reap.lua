@@ -8,11 +8,16 @@ local K_JOB, K_JOB_EVENTS, K_WORKER, K_WORKER_JOBS =
   KEYS[COMMON + 1], KEYS[COMMON + 2], KEYS[COMMON + 3], KEYS[COMMON + 4]
 local now, job_id, kind, attempt = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 
-local h = redis.call('HMGET', K_JOB, 'state', 'attempt', 'requeues')
+local h = redis.call('HMGET', K_JOB, 'state', 'attempt', 'requeues', 'cancel_requested')
 local expected = kind == 'stale' and 'ASSIGNED' or 'RUNNING'
 if h[1] ~= expected or h[2] ~= attempt then return '' end
 
 release(K_JOB, K_WORKER, K_WORKER_JOBS, job_id)
+if h[4] == '1' then  -- the user cancelled it meanwhile: that is how it ends
+  transition(K_JOB, K_JOB_EVENTS, job_id, expected, 'CANCELLED', now,
+    {'reason', 'cancelled', 'finished_at', now}, {})
+  return 'CANCELLED'
+end
 local requeues = tonumber(h[3] or 0)
 if kind == 'stale' and requeues < tonumber(ARGV[5]) then
   transition(K_JOB, K_JOB_EVENTS, job_id, 'ASSIGNED', 'QUEUED', now,

@@ -13,7 +13,12 @@ local state = redis.call('HGET', K_JOB, 'state')
 if not state then return {'not_found', '', 0} end
 if not is_current(K_JOB, worker_id, attempt) then return {'stale', state, 0} end
 if TERMINAL[state] then
-  return {'duplicate', state, tonumber(redis.call('HGET', K_JOB, 'version'))}
+  -- A repeat of this very report changes nothing; an attempt the control plane ended
+  -- (lost worker, deadline) was never this agent's to end: it hears 409.
+  if redis.call('HGET', K_JOB, 'ended_by_agent') == '1' then
+    return {'duplicate', state, tonumber(redis.call('HGET', K_JOB, 'version'))}
+  end
+  return {'stale', state, 0}
 end
 if state ~= 'ASSIGNED' and state ~= 'RUNNING' then return {'stale', state, 0} end
 
@@ -28,7 +33,7 @@ else
   target, reason = 'FAILED', 'exit_code'
 end
 
-local set = {'finished_at', now, 'metrics', metrics}
+local set = {'finished_at', now, 'metrics', metrics, 'ended_by_agent', '1'}
 if reason ~= '' then set[#set + 1] = 'reason'; set[#set + 1] = reason end
 if exit_code ~= '' then set[#set + 1] = 'exit_code'; set[#set + 1] = exit_code end
 if err ~= '' then set[#set + 1] = 'error'; set[#set + 1] = err end

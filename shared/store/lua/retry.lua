@@ -12,6 +12,6 @@ if state ~= 'FAILED' and state ~= 'CANCELLED' then return {'conflict', state, 0}
 local version = transition(K_JOB, K_JOB_EVENTS, job_id, state, 'QUEUED', now,
   {'queued_at', now},
   {'reason', 'exit_code', 'error', 'finished_at', 'started_at', 'assigned_at', 'worker_id',
-   'metrics', 'cancel_requested', 'pending_reason'})
+   'metrics', 'cancel_requested', 'pending_reason', 'ended_by_agent'})
 wake_scheduler()
 return {'queued', 'QUEUED', version}

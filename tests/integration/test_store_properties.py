@@ -1,0 +1,722 @@
+"""Property-based tests of the store on a real redis-server: random sequences of every job
+and worker transition, checked against a model and the store's invariants after each step;
+and two schedulers placing concurrently, which must never assign a job twice.
+"""
+
+import json
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import ClassVar
+
+import pytest
+import redis
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from scheduler.loop import schedule_once
+from shared.config import Config
+from shared.resources import Resources
+from shared.states import ACTIVE_STATES, TERMINAL_STATES, JobState
+from shared.store import Store, connect
+from shared.store.errors import InvalidState, NotFound, StaleAttempt
+from shared.store.workers import WorkerLost
+from tests.store_support import (
+    LEASE_TOKEN,
+    WORKER_TIMEOUT_S,
+    ManualClock,
+    check_store_invariants,
+    commit,
+    register,
+    submit,
+)
+
+pytestmark = pytest.mark.redis
+
+PREFIX = "prop:"
+MAX_REQUEUES = 2  # the concurrent test's; the machine draws 0..2 so that both ends happen
+PICK = st.integers(0, 2**16)  # an index into whatever the rule chooses from
+# A plain exit (no reason) is the common case; exit code 0 makes COMPLETED.
+EXIT_CODES = st.sampled_from([0, 0, 1, 137, None])
+REASONS = st.sampled_from([None, None, None, "oom", "timeout", "error", "cancelled"])
+# Small requests too, so that job slots run out before CPU and memory do.
+JOBS = st.tuples(
+    st.integers(1, 200) | st.integers(1, 4000),  # cpu_m
+    st.integers(1, 128) | st.integers(1, 4096),  # memory_mb
+    st.integers(-3, 3),  # priority
+    st.sampled_from(["alice", "bob"]),  # owner
+)
+# Roomy workers too, so that a worker fills its job slots before its CPU and memory.
+WORKERS = st.tuples(
+    st.integers(1, 8000) | st.integers(4000, 8000),  # cpu_m
+    st.integers(1, 8192) | st.integers(4096, 8192),  # memory_mb
+    st.integers(1, 4),  # slots
+)
+NO_SUCH_JOB, NO_SUCH_WORKER = "no-such-job", "no-such-worker"
+
+QUEUED, ASSIGNED, RUNNING = JobState.QUEUED, JobState.ASSIGNED, JobState.RUNNING
+COMPLETED, FAILED, CANCELLED = JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED
+
+
+def config() -> Config:
+    return Config.from_env({}, worker_timeout_s=WORKER_TIMEOUT_S, placement="binpack")
+
+
+def snapshot(raw: "redis.Redis[bytes]") -> dict[bytes, bytes | None]:
+    """Every key of ours, serialized: equal snapshots mean the call changed nothing."""
+    keys = sorted(raw.scan_iter(match=f"{PREFIX}*", count=1000))
+    pipe = raw.pipeline(transaction=False)
+    for key in keys:
+        pipe.dump(key)
+    return dict(zip(keys, pipe.execute(), strict=True))
+
+
+def end_of(exit_code: int | None, reason: str | None) -> tuple[JobState, str | None]:
+    """The state and reason a result ends an attempt in (DESIGN §2)."""
+    if reason == "cancelled":
+        return CANCELLED, reason
+    if reason:
+        return FAILED, reason
+    if exit_code == 0:
+        return COMPLETED, None
+    return FAILED, "exit_code"
+
+
+@dataclass
+class JobModel:
+    request: Resources
+    state: JobState = QUEUED
+    version: int = 1
+    attempt: int = 0
+    worker: str | None = None
+    requeues: int = 0
+    retries: int = 0  # explicit retries: the only way out of a terminal state
+    cancel_requested: bool = False
+
+
+@dataclass
+class WorkerModel:
+    hostname: str
+    capacity: Resources
+    slots: int
+    last_seen: float
+    status: str = "alive"  # alive, draining, lost, or gone once deregistered
+
+
+class StoreMachine(RuleBasedStateMachine):
+    redis_url: ClassVar[str] = ""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = ManualClock()
+        self.client = connect(self.redis_url)
+        self.raw: redis.Redis[bytes] = redis.Redis.from_url(self.redis_url)
+        self.client.flushdb()
+        self.store = Store(self.client, PREFIX, self.clock)
+        self.config = config()
+        self.jobs: dict[str, JobModel] = {}
+        self.workers: dict[str, WorkerModel] = {}
+        self.seen: dict[str, tuple[int, int]] = {}  # job id -> (version, attempt) last checked
+
+    def teardown(self) -> None:
+        self.client.close()
+        self.raw.close()
+
+    # Choosing from the model
+
+    def _jobs_in(self, *states: JobState) -> list[str]:
+        return sorted(j for j, m in self.jobs.items() if m.state in states)
+
+    def _workers_in(self, *statuses: str) -> list[str]:
+        return sorted(w for w, m in self.workers.items() if m.status in statuses)
+
+    @staticmethod
+    def _choose(ids: list[str], pick: int) -> str:
+        return ids[pick % len(ids)]
+
+    def _held_by(self, worker_id: str) -> list[str]:
+        return sorted(
+            j for j, m in self.jobs.items() if m.state in ACTIVE_STATES and m.worker == worker_id
+        )
+
+    def _reserved(self, worker_id: str) -> tuple[Resources, int]:
+        held = self._held_by(worker_id)
+        total = Resources(0, 0, 0)
+        for job_id in held:
+            total = total + self.jobs[job_id].request
+        return total, len(held)
+
+    def _is_live(self, worker: WorkerModel) -> bool:
+        return worker.status == "alive" and worker.last_seen >= self.clock() - WORKER_TIMEOUT_S
+
+    def _assigned(self, job_id: str, worker_id: str) -> None:
+        job = self.jobs[job_id]
+        job.state, job.worker, job.cancel_requested = ASSIGNED, worker_id, False
+        job.attempt += 1
+        job.version += 1
+
+    # Jobs and workers come and go
+
+    @initialize(workers=st.lists(WORKERS, min_size=1, max_size=3), jobs=st.lists(JOBS, max_size=6))
+    def some_workers_and_jobs(
+        self, workers: list[tuple[int, int, int]], jobs: list[tuple[int, int, int, str]]
+    ) -> None:
+        """Start from a small cluster, so that most steps have something to act on."""
+        for worker in workers:
+            self.register_worker(*worker)
+        for job in jobs:
+            self.submit(*job)
+
+    @rule(job=JOBS)
+    def submit_job(self, job: tuple[int, int, int, str]) -> None:
+        self.submit(*job)
+
+    def submit(self, cpu_m: int, memory_mb: int, priority: int, owner: str) -> None:
+        job_id = f"j{len(self.jobs)}"
+        submit(self.store, job_id, cpu_m, memory_mb, priority=priority, owner=owner)
+        self.jobs[job_id] = JobModel(Resources(cpu_m, memory_mb, 0))
+
+    @rule(worker=WORKERS)
+    def register_new_worker(self, worker: tuple[int, int, int]) -> None:
+        self.register_worker(*worker)
+
+    def register_worker(self, cpu_m: int, memory_mb: int, slots: int) -> None:
+        self._register(f"host{len(self.workers)}", Resources(cpu_m, memory_mb, 0), slots)
+
+    def _register(self, hostname: str, capacity: Resources, slots: int) -> None:
+        worker_id = f"w{len(self.workers)}"
+        self.store.workers.register(
+            worker_id,
+            f"hash-{worker_id}",
+            hostname=hostname,
+            capacity=capacity,
+            slots=slots,
+            labels={},
+            executor="process",
+        )
+        self.workers[worker_id] = WorkerModel(hostname, capacity, slots, self.clock())
+
+    @precondition(lambda self: self._workers_in("lost"))
+    @rule(pick=PICK)
+    def reregister_lost_host(self, pick: int) -> None:
+        """A lost worker's host comes back: it joins as a new worker with a new id."""
+        old = self.workers[self._choose(self._workers_in("lost"), pick)]
+        self._register(old.hostname, old.capacity, old.slots)
+
+    @rule(seconds=st.integers(1, 40))
+    def time_passes(self, seconds: int) -> None:
+        self.clock.advance(seconds)
+
+    @rule(pick=PICK, everyone=st.booleans())
+    def heartbeat(self, pick: int, everyone: bool) -> None:
+        """One worker's heartbeat, or every worker's (the usual case: time passes for all)."""
+        worker_ids = (
+            sorted(self.workers) if everyone else [self._choose(sorted(self.workers), pick)]
+        )
+        for worker_id in worker_ids:
+            self._heartbeat(worker_id)
+
+    def _heartbeat(self, worker_id: str) -> None:
+        worker = self.workers[worker_id]
+        held = self._held_by(worker_id)
+        # It reports its own jobs, and one attempt that is not current, which it must stop.
+        reported = [(j, self.jobs[j].attempt) for j in held] + [("ghost", 1)]
+        if worker.status == "gone":
+            with pytest.raises(NotFound):
+                self.store.workers.heartbeat(worker_id, {}, reported)
+            return
+        if worker.status == "lost":
+            with pytest.raises(WorkerLost):
+                self.store.workers.heartbeat(worker_id, {}, reported)
+            return
+        cancel, stop = self.store.workers.heartbeat(worker_id, {"load1": 0.5}, reported)
+        assert cancel == [j for j in held if self.jobs[j].cancel_requested]
+        assert stop == ["ghost"]
+        worker.last_seen = self.clock()
+
+    # Placement
+
+    @rule()
+    def schedule(self) -> None:
+        queued = self._jobs_in(QUEUED)
+        assigned = schedule_once(self.store, self.config, LEASE_TOKEN)
+        pipe = self.client.pipeline(transaction=False)
+        for job_id in queued:
+            pipe.hmget(self.store.keys.job(job_id), "state", "worker_id", "pending_reason")
+        placed = 0
+        for job_id, (state, worker_id, pending_reason) in zip(queued, pipe.execute(), strict=True):
+            if state == QUEUED:
+                # DESIGN §2: a job that waits says why.
+                assert pending_reason, f"{job_id} is still queued with no pending reason"
+                continue
+            assert state == ASSIGNED, f"schedule_once moved {job_id} to {state}"
+            worker = self.workers[worker_id]
+            assert self._is_live(worker), f"{job_id} placed on {worker_id}, which is {worker}"
+            self._assigned(job_id, worker_id)
+            placed += 1
+        assert assigned == placed
+
+    @precondition(lambda self: self.jobs)
+    @rule(pairs=st.lists(st.tuples(PICK, PICK), min_size=1, max_size=5))
+    def commit_placements(self, pairs: list[tuple[int, int]]) -> None:
+        """Arbitrary placements, valid or not: the commit must make exactly the valid ones.
+        Queued jobs and alive workers are drawn more often, so that some are valid."""
+        job_ids = [*self._jobs_in(QUEUED) * 3, *sorted(self.jobs), NO_SUCH_JOB]
+        worker_ids = [
+            *self._workers_in("alive") * 3,
+            *self._workers_in("draining", "lost") * 2,
+            *sorted(self.workers),
+            NO_SUCH_WORKER,
+        ]
+        self._commit([(self._choose(job_ids, j), self._choose(worker_ids, w)) for j, w in pairs])
+
+    @precondition(lambda self: self._jobs_in(QUEUED) and self.workers)
+    @rule(pick=PICK, count=st.integers(2, 6))
+    def fill_one_worker(self, pick: int, count: int) -> None:
+        """The smallest queued jobs, all onto one worker: until its slots, CPU or memory run
+        out (a draining, lost or gone worker takes none)."""
+        worker_id = self._choose([*self._workers_in("alive") * 2, *sorted(self.workers)], pick)
+        by_size = sorted(self._jobs_in(QUEUED), key=lambda j: (self.jobs[j].request.cpu_m, j))
+        self._commit([(job_id, worker_id) for job_id in by_size[:count]])
+
+    def _commit(self, placements: list[tuple[str, str]]) -> None:
+        expected: list[int | str] = []
+        reserved = {w: self._reserved(w) for w in self.workers}
+        taken: set[str] = set()
+        for job_id, worker_id in placements:
+            job, worker = self.jobs.get(job_id), self.workers.get(worker_id)
+            if job is None or job.state != QUEUED or job_id in taken:
+                expected.append("job not queued")
+                continue
+            if worker is None or worker.status != "alive":
+                expected.append("worker not alive")
+                continue
+            if not self._is_live(worker):
+                expected.append("worker silent")
+                continue
+            (used, slots_used), cap = reserved[worker_id], worker.capacity
+            if used.cpu_m + job.request.cpu_m > cap.cpu_m:
+                expected.append("cpu taken")
+            elif used.memory_mb + job.request.memory_mb > cap.memory_mb:
+                expected.append("memory taken")
+            elif slots_used + 1 > worker.slots:
+                expected.append("no free slot")
+            else:
+                expected.append(1)
+                taken.add(job_id)
+                reserved[worker_id] = (used + job.request, slots_used + 1)
+        assert commit(self.store, placements) == expected
+        for (job_id, worker_id), outcome in zip(placements, expected, strict=True):
+            if outcome == 1:
+                self._assigned(job_id, worker_id)
+
+    # What an agent says about its jobs
+
+    @precondition(lambda self: self._jobs_in(ASSIGNED))
+    @rule(pick=PICK)
+    def start(self, pick: int) -> None:
+        self._start(self._choose(self._jobs_in(ASSIGNED), pick))
+
+    def _start(self, job_id: str) -> None:
+        job = self.jobs[job_id]
+        assert job.worker is not None
+        outcome = self.store.jobs.start(job_id, job.worker, job.attempt)
+        assert (outcome.state, outcome.version) == (RUNNING, job.version + 1)
+        job.state, job.version = RUNNING, job.version + 1
+        before = snapshot(self.raw)
+        again = self.store.jobs.start(job_id, job.worker, job.attempt)  # a retried request
+        assert (again.state, again.version) == (RUNNING, job.version)
+        assert snapshot(self.raw) == before
+
+    @precondition(lambda self: self.jobs)
+    @rule(
+        pick=PICK,
+        call=st.sampled_from(["start", "finish"]),
+        how=st.sampled_from(["newer attempt", "older attempt", "other worker", "not active"]),
+    )
+    def stale_call(self, pick: int, call: str, how: str) -> None:
+        """A call naming an attempt that is not current, or not this worker's, or about a
+        job that is no longer active: StaleAttempt, and nothing changes."""
+        job_id = self._choose(sorted(self.jobs), pick)
+        job = self.jobs[job_id]
+        worker_id, attempt = job.worker or "w-never", job.attempt
+        if how == "older attempt" and attempt > 0:
+            attempt -= 1
+        elif how == "other worker":
+            worker_id = f"{worker_id}-other"
+        elif how == "not active" and job.state not in ACTIVE_STATES and job.worker:
+            # Its worker and attempt are still recorded (lost, requeued, failed, cancelled):
+            # the worker that lost the job must still be refused. A terminal job's own
+            # worker repeating a result is a duplicate instead (duplicate_finish).
+            if call == "finish" and job.state in TERMINAL_STATES:
+                attempt += 1
+        else:
+            attempt += 1
+        before = snapshot(self.raw)
+        with pytest.raises(StaleAttempt):
+            if call == "start":
+                self.store.jobs.start(job_id, worker_id, attempt)
+            else:
+                self.store.jobs.finish(
+                    job_id, worker_id, attempt, exit_code=0, reason=None, error=None, metrics={}
+                )
+        assert snapshot(self.raw) == before
+
+    @precondition(lambda self: self._jobs_in(ASSIGNED, RUNNING))
+    @rule(pick=PICK, exit_code=EXIT_CODES, reason=REASONS)
+    def finish(self, pick: int, exit_code: int | None, reason: str | None) -> None:
+        job_id = self._choose(self._jobs_in(ASSIGNED, RUNNING), pick)
+        self._finish(job_id, exit_code, reason)
+
+    def _finish(self, job_id: str, exit_code: int | None, reason: str | None) -> None:
+        job = self.jobs[job_id]
+        assert job.worker is not None
+        state, stored_reason = end_of(exit_code, reason)
+        # An exit reported while ASSIGNED (the start call was lost) records the skipped start.
+        ran = state == COMPLETED or stored_reason in ("exit_code", "oom", "timeout")
+        steps = 2 if job.state == ASSIGNED and ran else 1
+        worker_before = self.store.workers.get(job.worker)["reserved"]
+        outcome = self.store.jobs.finish(
+            job_id,
+            job.worker,
+            job.attempt,
+            exit_code=exit_code,
+            reason=reason,
+            error="boom" if reason == "error" else None,
+            metrics={"duration_s": 1.0},
+        )
+        assert (outcome.state, outcome.version) == (state, job.version + steps)
+        stored = self.store.jobs.get(job_id)
+        assert (stored["reason"], stored["exit_code"]) == (stored_reason, exit_code)
+        worker_after = self.store.workers.get(job.worker)["reserved"]
+        assert worker_after["jobs"] == worker_before["jobs"] - 1
+        assert worker_after["memory_mb"] == worker_before["memory_mb"] - job.request.memory_mb
+        job.state, job.version = state, job.version + steps
+
+    @precondition(lambda self: self._jobs_in(ASSIGNED, RUNNING))
+    @rule(pick=PICK, exit_code=EXIT_CODES, reason=REASONS, other_exit_code=EXIT_CODES)
+    def duplicate_finish(
+        self, pick: int, exit_code: int | None, reason: str | None, other_exit_code: int | None
+    ) -> None:
+        """The agent posts its result again (or a different one): the first one stands."""
+        job_id = self._choose(self._jobs_in(ASSIGNED, RUNNING), pick)
+        self._finish(job_id, exit_code, reason)
+        job = self.jobs[job_id]
+        assert job.worker is not None
+        before = snapshot(self.raw)
+        for code, why in ((exit_code, reason), (other_exit_code, None)):
+            again = self.store.jobs.finish(
+                job_id, job.worker, job.attempt, exit_code=code, reason=why, error=None, metrics={}
+            )
+            assert (again.state, again.version) == (job.state, job.version)
+        assert snapshot(self.raw) == before
+
+    # What a user does
+
+    @rule(pick=PICK)
+    def cancel(self, pick: int) -> None:
+        job_id = self._choose(
+            [*self._jobs_in(ASSIGNED, RUNNING), *sorted(self.jobs), NO_SUCH_JOB], pick
+        )
+        if job_id == NO_SUCH_JOB:
+            with pytest.raises(NotFound):
+                self.store.jobs.cancel(job_id)
+            return
+        job = self.jobs[job_id]
+        if job.state in TERMINAL_STATES:
+            before = snapshot(self.raw)
+            with pytest.raises(InvalidState):
+                self.store.jobs.cancel(job_id)
+            assert snapshot(self.raw) == before
+            return
+        outcome = self.store.jobs.cancel(job_id)
+        if job.state == QUEUED:
+            assert (outcome.state, outcome.version) == (CANCELLED, job.version + 1)
+            job.state, job.version = CANCELLED, job.version + 1
+        else:
+            # The agent is told to stop it; the job only ends when the agent says so.
+            assert (outcome.state, outcome.version) == (job.state, job.version)
+            job.cancel_requested = True
+
+    @rule(pick=PICK)
+    def retry(self, pick: int) -> None:
+        job_id = self._choose(
+            [*self._jobs_in(*TERMINAL_STATES) * 3, *sorted(self.jobs), NO_SUCH_JOB], pick
+        )
+        if job_id == NO_SUCH_JOB:
+            with pytest.raises(NotFound):
+                self.store.jobs.retry(job_id)
+            return
+        job = self.jobs[job_id]
+        if job.state not in (FAILED, CANCELLED):
+            before = snapshot(self.raw)
+            with pytest.raises(InvalidState):
+                self.store.jobs.retry(job_id)
+            assert snapshot(self.raw) == before
+            return
+        outcome = self.store.jobs.retry(job_id)
+        assert (outcome.state, outcome.version) == (QUEUED, job.version + 1)
+        job.state, job.version, job.worker = QUEUED, job.version + 1, None
+        job.cancel_requested = False
+        job.retries += 1
+
+    # What happens to workers
+
+    @precondition(lambda self: self.workers)
+    @rule(pick=PICK, max_requeues=st.integers(0, MAX_REQUEUES))
+    def lose_worker(self, pick: int, max_requeues: int) -> None:
+        holding = [w for w in self._workers_in("alive", "draining") if self._held_by(w)]
+        worker_id = self._choose([*holding * 3, *sorted(self.workers)], pick)
+        worker = self.workers[worker_id]
+        if worker.status == "gone":
+            with pytest.raises(NotFound):
+                self.store.workers.mark_lost(worker_id, max_requeues=max_requeues)
+            return
+        expected: dict[str, str] = {}
+        for job_id in self._held_by(worker_id):
+            job = self.jobs[job_id]
+            if job.cancel_requested:  # a cancelled job must not run again
+                job.state = CANCELLED
+            elif job.requeues < max_requeues:
+                job.state, job.requeues = QUEUED, job.requeues + 1
+            else:
+                job.state = FAILED
+            job.version += 1
+            expected[job_id] = job.state.value
+        assert self.store.workers.mark_lost(worker_id, max_requeues=max_requeues) == expected
+        worker.status = "lost"
+
+    @precondition(lambda self: self.workers)
+    @rule(pick=PICK)
+    def drain(self, pick: int) -> None:
+        worker_id = self._choose(sorted(self.workers), pick)
+        worker = self.workers[worker_id]
+        if worker.status == "gone":
+            with pytest.raises(NotFound):
+                self.store.workers.drain(worker_id)
+            return
+        if worker.status == "alive":
+            worker.status = "draining"
+        assert self.store.workers.drain(worker_id) == worker.status
+
+    @precondition(lambda self: self.workers)
+    @rule(pick=PICK)
+    def deregister(self, pick: int) -> None:
+        holding = [w for w in self._workers_in("alive", "draining") if self._held_by(w)]
+        worker_id = self._choose([*holding * 2, *sorted(self.workers)], pick)
+        worker = self.workers[worker_id]
+        if worker.status == "gone":
+            with pytest.raises(NotFound):
+                self.store.workers.deregister(worker_id)
+            return
+        if self._held_by(worker_id):
+            before = snapshot(self.raw)
+            with pytest.raises(InvalidState):
+                self.store.workers.deregister(worker_id)
+            assert snapshot(self.raw) == before
+            return
+        self.store.workers.deregister(worker_id)
+        worker.status = "gone"
+
+    # Checked after every step
+
+    @invariant()
+    def store_invariants_hold(self) -> None:
+        check_store_invariants(self.store)
+
+    @invariant()
+    def store_agrees_with_the_model(self) -> None:
+        r, keys = self.client, self.store.keys
+        assert self.store.jobs.counts() == {
+            state.value: sum(1 for m in self.jobs.values() if m.state == state)
+            for state in JobState
+        }
+        pipe = r.pipeline(transaction=False)
+        for job_id in sorted(self.jobs):
+            pipe.hmget(
+                keys.job(job_id),
+                "state", "version", "attempt", "worker_id", "cancel_requested", "requeues",
+            )  # fmt: skip
+            pipe.lrange(keys.job_events(job_id), 0, -1)
+        replies = pipe.execute()
+        for job_id, fields, events in zip(
+            sorted(self.jobs), replies[::2], replies[1::2], strict=True
+        ):
+            job = self.jobs[job_id]
+            state, version, attempt, worker_id, cancel_requested, requeues = fields
+            assert (state, int(version), int(attempt)) == (job.state, job.version, job.attempt)
+            # The last worker stays named (a lost one is still fenced out) until a retry.
+            assert worker_id == job.worker
+            # Lost-worker requeues count toward the limit; a user's retry does not reset it.
+            assert int(requeues or 0) == job.requeues
+            if job.state in ACTIVE_STATES or job.state == QUEUED:
+                assert (cancel_requested == "1") == job.cancel_requested
+            # Versions and attempts only grow.
+            last_version, last_attempt = self.seen.get(job_id, (0, 0))
+            assert int(version) >= last_version and int(attempt) >= last_attempt
+            self.seen[job_id] = (int(version), int(attempt))
+            # Terminal stays terminal, except through an explicit retry.
+            left_terminal = sum(1 for e in map(json.loads, events) if e["from"] in TERMINAL_STATES)
+            assert left_terminal == job.retries, f"{job_id} left a terminal state unasked"
+        pipe = r.pipeline(transaction=False)
+        for worker_id in sorted(self.workers):
+            pipe.hgetall(keys.worker(worker_id))
+            pipe.exists(keys.worker_jobs(worker_id))
+        replies = pipe.execute()
+        for worker_id, h, holds in zip(
+            sorted(self.workers), replies[::2], replies[1::2], strict=True
+        ):
+            worker = self.workers[worker_id]
+            if worker.status == "gone":
+                assert not h and not holds, f"{worker_id} was deregistered but is still there"
+                continue
+            assert (h["status"], h["hostname"]) == (worker.status, worker.hostname)
+            used, slots_used = self._reserved(worker_id)
+            assert (int(h["res_cpu_m"]), int(h["res_memory_mb"]), int(h["res_slots"])) == (
+                used.cpu_m,
+                used.memory_mb,
+                slots_used,
+            )
+            assert used.fits_in(worker.capacity) and slots_used <= worker.slots
+
+
+def test_random_sequences_of_transitions_keep_the_store_consistent(redis_url: str) -> None:
+    StoreMachine.redis_url = redis_url
+    run_state_machine_as_test(
+        StoreMachine,
+        settings=settings(
+            max_examples=60,
+            stateful_step_count=50,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )
+
+
+def test_a_cancelled_job_on_a_lost_worker_is_not_run_again(redis_url: str) -> None:
+    """DESIGN §5: cancelling a RUNNING job makes it end CANCELLED. If its worker is lost
+    before it reports, the job must not go back to the queue for another run."""
+    client = connect(redis_url)
+    client.flushdb()
+    store = Store(client, PREFIX, ManualClock())
+    submit(store, "j1")
+    register(store, "w1")
+    assert commit(store, [("j1", "w1")]) == [1]
+    store.jobs.start("j1", "w1", 1)
+    assert store.jobs.cancel("j1").state == RUNNING  # flagged for the agent
+    store.workers.mark_lost("w1", max_requeues=MAX_REQUEUES)
+    job = store.jobs.get("j1")
+    assert (job["state"], job["reason"]) == (CANCELLED, "cancelled")
+    check_store_invariants(store)
+    client.close()
+
+
+# Two schedulers at once
+
+
+@pytest.mark.parametrize(
+    "tokens",
+    [("shared", "shared"), ("first", "second")],
+    ids=["both-hold-the-lease", "one-leader-one-standby"],
+)
+def test_concurrent_schedulers_never_assign_a_job_twice(
+    redis_url: str, tokens: tuple[str, str]
+) -> None:
+    """Two schedule_once loops race on one Redis while jobs finish, fail, are retried and
+    workers are lost: every assignment is a new attempt of a QUEUED job, counted once, and
+    whenever both are paused between passes the store's invariants hold."""
+    rng = random.Random(20240611)
+    clock = ManualClock()
+    client = connect(redis_url)
+    client.flushdb()
+    store = Store(client, PREFIX, clock)
+    for n in range(6):
+        register(store, f"w{n}", rng.randint(1000, 6000), rng.randint(512, 6144), rng.randint(1, 4))
+    # Mostly small jobs, so that job slots are contended as well as CPU and memory.
+    job_ids = [
+        submit(
+            store, f"j{n}", rng.randint(1, 1500), rng.randint(1, 1500), priority=rng.randint(-3, 3)
+        )
+        for n in range(120)
+    ]
+    stop = threading.Event()
+    assigned = [0, 0]
+    errors: list[BaseException] = []
+    # Each scheduler holds its own lock for a pass; holding both pauses them between passes,
+    # so the main thread can read a quiet store. The two still race each other.
+    passes = [threading.Lock(), threading.Lock()]
+
+    def scheduler(index: int) -> None:
+        own = Store(connect(redis_url), PREFIX, clock)
+        try:
+            while not stop.is_set():
+                with passes[index]:
+                    assigned[index] += schedule_once(own, config(), tokens[index])
+                time.sleep(0)  # let the main thread take the lock now and then
+        except BaseException as exc:  # surfaced by the main thread
+            errors.append(exc)
+        finally:
+            own.redis.close()
+
+    threads = [threading.Thread(target=scheduler, args=(i,), daemon=True) for i in (0, 1)]
+    for thread in threads:
+        thread.start()
+    workers = [f"w{n}" for n in range(6)]
+    deadline = time.monotonic() + 30
+    rounds = 0
+    try:
+        while not errors and time.monotonic() < deadline:
+            counts = store.jobs.counts()
+            if counts["COMPLETED"] + counts["FAILED"] == len(job_ids):
+                break
+            rounds += 1
+            with passes[0], passes[1]:
+                check_store_invariants(store)
+            for job_id in client.zrange(store.keys.state(ASSIGNED), 0, -1):
+                job = store.jobs.get(job_id)
+                if job["state"] == ASSIGNED:
+                    store.jobs.start(job_id, job["worker_id"], job["attempt"])
+            for job_id in client.zrange(store.keys.state(RUNNING), 0, -1):
+                job = store.jobs.get(job_id)
+                if rng.random() < 0.5:
+                    code = 0 if rng.random() < 0.8 else 1
+                    store.jobs.finish(
+                        job_id, job["worker_id"], job["attempt"],
+                        exit_code=code, reason=None, error=None, metrics={},
+                    )  # fmt: skip
+            for job_id in client.zrange(store.keys.state(FAILED), 0, -1):
+                if rng.random() < 0.3:
+                    store.jobs.retry(job_id)
+            if rounds % 15 == 0:
+                # A worker dies mid-run and its host comes back under a new id.
+                victim = workers.pop(rng.randrange(len(workers)))
+                store.workers.mark_lost(victim, max_requeues=MAX_REQUEUES)
+                workers.append(register(store, f"w{6 + rounds // 15}", 4000, 4096, 4))
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(10)
+    assert not errors, errors
+    counts = store.jobs.counts()
+    assert counts["COMPLETED"] + counts["FAILED"] == len(job_ids), counts
+
+    total = 0
+    for job_id in job_ids:
+        job = store.jobs.get(job_id)
+        attempts = [e["attempt"] for e in store.jobs.events(job_id) if e["to"] == ASSIGNED]
+        assert attempts == list(range(1, job["attempt"] + 1)), (job_id, attempts)
+        total += len(attempts)
+    assert sum(assigned) == total
+    if tokens[0] != tokens[1]:
+        assert min(assigned) == 0, "the standby placed jobs while the leader held the lease"
+    check_store_invariants(store)
+    client.close()
