@@ -4,18 +4,15 @@ Every state change goes through one Lua script (lua/*.lua); reads are plain comm
 """
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import redis
 
 from shared.resources import Resources
 from shared.states import JobState
 from shared.store.errors import InvalidState, NotFound, StaleAttempt
-from shared.store.keys import Keys
 from shared.store.records import job_from_hash
-from shared.store.scripts import Scripts
+from shared.store.scripts import StorePart
 
 IDEMPOTENCY_TTL_S = 24 * 3600
 MAX_LIST_SCAN = 5000
@@ -27,15 +24,7 @@ class Transition:
     version: int
 
 
-class JobStore:
-    def __init__(
-        self, client: redis.Redis, keys: Keys, scripts: Scripts, clock: Callable[[], float]
-    ) -> None:
-        self.redis = client
-        self.keys = keys
-        self.scripts = scripts
-        self.clock = clock
-
+class JobStore(StorePart):
     def submit(
         self,
         job_id: str,
@@ -134,30 +123,22 @@ class JobStore:
 
     def cancel(self, job_id: str) -> Transition:
         """QUEUED ends CANCELLED now; ASSIGNED/RUNNING is flagged for its agent to stop."""
-        status, state, version = self.scripts.run(
-            "cancel",
-            self.keys.common() + [self.keys.job(job_id), self.keys.job_events(job_id)],
-            [self.clock(), job_id],
-        )
-        if status == "not_found":
-            raise NotFound(f"no job {job_id}")
-        if status == "conflict":
-            raise InvalidState(f"job {job_id} is {state}: it cannot be cancelled", state)
-        return Transition(state, version)
+        return self._user_action("cancel", job_id, "it cannot be cancelled")
 
     def retry(self, job_id: str) -> Transition:
         """FAILED or CANCELLED goes back to QUEUED; its next assignment is a new attempt."""
+        return self._user_action("retry", job_id, "only FAILED or CANCELLED jobs can be retried")
+
+    def _user_action(self, script: str, job_id: str, refusal: str) -> Transition:
         status, state, version = self.scripts.run(
-            "retry",
+            script,
             self.keys.common() + [self.keys.job(job_id), self.keys.job_events(job_id)],
             [self.clock(), job_id],
         )
         if status == "not_found":
             raise NotFound(f"no job {job_id}")
         if status == "conflict":
-            raise InvalidState(
-                f"job {job_id} is {state}: only FAILED or CANCELLED jobs can be retried", state
-            )
+            raise InvalidState(f"job {job_id} is {state}: {refusal}", state)
         return Transition(state, version)
 
     def start(self, job_id: str, worker_id: str, attempt: int) -> Transition:

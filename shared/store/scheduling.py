@@ -2,15 +2,14 @@
 atomic commit of a batch of placements."""
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import redis
 
 from shared.resources import Resources
 from shared.states import JobState
-from shared.store.keys import Keys
-from shared.store.scripts import Scripts
+from shared.store.scripts import StorePart
 
 
 class NotLeader(Exception):
@@ -46,15 +45,7 @@ class WorkerView:
         return self.slots - self.used_slots
 
 
-class SchedulingStore:
-    def __init__(
-        self, client: redis.Redis, keys: Keys, scripts: Scripts, clock: Callable[[], float]
-    ) -> None:
-        self.redis = client
-        self.keys = keys
-        self.scripts = scripts
-        self.clock = clock
-
+class SchedulingStore(StorePart):
     def wait_for_work(self, timeout_s: float) -> None:
         """Block until something may have changed what can be placed, or the timeout."""
         self.redis.blpop([self.keys.wake], timeout=timeout_s)

@@ -1,9 +1,12 @@
 """Loads the Lua scripts in lua/ once per Redis client, each with lib.lua prepended."""
 
+from collections.abc import Callable
 from importlib.resources import files
 from typing import Any
 
 import redis
+
+from shared.store.keys import Keys
 
 SCRIPT_NAMES = (
     "submit",
@@ -40,3 +43,16 @@ class Scripts:
 
     def run(self, name: str, keys: list[str], args: list[Any], client: Any = None) -> Any:
         return self._scripts[name](keys=keys, args=args, client=client)
+
+
+class StorePart:
+    """What every part of the store holds: the client, the key builder, the registered
+    scripts and the clock that stamps every change."""
+
+    def __init__(
+        self, client: redis.Redis, keys: Keys, scripts: Scripts, clock: Callable[[], float]
+    ) -> None:
+        self.redis = client
+        self.keys = keys
+        self.scripts = scripts
+        self.clock = clock

@@ -2,16 +2,13 @@
 
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
-
-import redis
 
 from shared.resources import Resources
 from shared.store.errors import InvalidState, NotFound
-from shared.store.keys import Keys
 from shared.store.records import worker_from_hash
-from shared.store.scripts import Scripts
+from shared.store.scripts import StorePart
 
 # Each blocking read stays well under the client's socket timeout (shared.store.connect).
 BLOCK_SLICE_S = 2.0
@@ -21,15 +18,7 @@ class WorkerLost(Exception):
     """The worker was declared lost: it must kill everything and register anew."""
 
 
-class WorkerStore:
-    def __init__(
-        self, client: redis.Redis, keys: Keys, scripts: Scripts, clock: Callable[[], float]
-    ) -> None:
-        self.redis = client
-        self.keys = keys
-        self.scripts = scripts
-        self.clock = clock
-
+class WorkerStore(StorePart):
     def register(
         self,
         worker_id: str,
