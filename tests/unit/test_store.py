@@ -383,3 +383,12 @@ def test_a_cancelled_job_whose_worker_is_lost_ends_cancelled(store: Store) -> No
     store.jobs.cancel("j1")
     assert store.workers.mark_lost("w1", max_requeues=3) == {"j1": "CANCELLED"}
     check_invariants(store)
+
+
+def test_an_empty_output_post_only_asks_about_cancel(store: Store) -> None:
+    running_job(store)
+    before = store.redis.hgetall(store.keys.job("j1"))
+    assert store.jobs.append_output("j1", "w1", 1, [], 1000) is False
+    assert store.redis.hgetall(store.keys.job("j1")) == before
+    store.jobs.cancel("j1")
+    assert store.jobs.append_output("j1", "w1", 1, [], 1000) is True

@@ -39,6 +39,9 @@ for _, chunk in ipairs(cjson.decode(ARGV[4])) do
     end
   end
 end
-redis.call('HSET', K_JOB, 'out_seq', last_seq, 'output_bytes', bytes, 'output_chunks', count,
-  'output_truncated', truncated and '1' or '0')
+-- An empty post (the agent asking whether to cancel) writes nothing.
+if last_seq ~= tonumber(h[2] or 0) then
+  redis.call('HSET', K_JOB, 'out_seq', last_seq, 'output_bytes', bytes, 'output_chunks', count,
+    'output_truncated', truncated and '1' or '0')
+end
 return {'ok', stored, h[6] == '1' and 1 or 0}
