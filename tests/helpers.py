@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable
 
@@ -9,7 +10,7 @@ import pytest
 
 from cli.ports import free_port
 
-__all__ = ["free_port", "require_binary", "services_required", "wait_until"]
+__all__ = ["Captured", "free_port", "require_binary", "services_required", "wait_until"]
 
 
 def wait_until(
@@ -43,3 +44,19 @@ def require_binary(name: str, package: str) -> str:
             pytest.fail(reason + " but JOBYARD_REQUIRE_DOCKER=1", pytrace=False)
         pytest.skip(reason)
     return path
+
+
+class Captured:
+    """An OutputSink that keeps every piece, in order."""
+
+    def __init__(self) -> None:
+        self.pieces: list[tuple[str, bytes, float]] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, stream: str, data: bytes, at: float) -> None:
+        with self._lock:
+            self.pieces.append((stream, data, at))
+
+    def text(self, stream: str) -> str:
+        with self._lock:
+            return b"".join(d for s, d, _ in self.pieces if s == stream).decode()

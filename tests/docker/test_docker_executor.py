@@ -11,7 +11,7 @@ import pytest
 from docker.models.containers import Container
 
 from shared.config import Config
-from tests.helpers import wait_until
+from tests.helpers import Captured, wait_until
 from worker_agent.executors.base import ExecResult, JobRun
 from worker_agent.executors.docker import DockerExecutor
 
@@ -20,22 +20,6 @@ pytestmark = pytest.mark.docker
 IMAGE = "jobyard/busybox:latest"
 MIB = 1024 * 1024
 LABELS = ("jobyard.job", "jobyard.attempt", "jobyard.worker")
-
-
-class Captured:
-    """An OutputSink that keeps every piece, in order."""
-
-    def __init__(self) -> None:
-        self.pieces: list[tuple[str, bytes, float]] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, stream: str, data: bytes, at: float) -> None:
-        with self._lock:
-            self.pieces.append((stream, data, at))
-
-    def text(self, stream: str) -> str:
-        with self._lock:
-            return b"".join(d for s, d, _ in self.pieces if s == stream).decode()
 
 
 def make_job(worker_id: str, command: list[str], **overrides: Any) -> JobRun:

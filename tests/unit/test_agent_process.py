@@ -15,23 +15,9 @@ import psutil
 import pytest
 
 from shared.config import Config
-from tests.helpers import wait_until
+from tests.helpers import Captured, wait_until
 from worker_agent.executors.base import ExecResult, JobRun
 from worker_agent.executors.process import ProcessExecutor
-
-
-class Captured:
-    def __init__(self) -> None:
-        self.pieces: list[tuple[str, bytes, float]] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, stream: str, data: bytes, at: float) -> None:
-        with self._lock:
-            self.pieces.append((stream, data, at))
-
-    def text(self, stream: str) -> str:
-        with self._lock:
-            return b"".join(d for s, d, _ in self.pieces if s == stream).decode()
 
 
 def make_job(command: list[str], **overrides: Any) -> JobRun:

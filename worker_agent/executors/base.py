@@ -18,6 +18,10 @@ WATCH_INTERVAL_S = 0.05
 # The result schema caps `error` at 8192 characters; daemon messages can be longer.
 MAX_ERROR_CHARS = 4000
 
+MIB = 1024 * 1024
+# After the job ends, how long its last output may take to be read before it is cut off.
+OUTPUT_DRAIN_S = 10.0
+
 
 @dataclass(frozen=True)
 class JobRun:

@@ -15,6 +15,8 @@ from shared import clock
 from shared.config import Config
 from shared.states import Reason
 from worker_agent.executors.base import (
+    MIB,
+    OUTPUT_DRAIN_S,
     ExecResult,
     JobRun,
     OutputSink,
@@ -32,12 +34,8 @@ LABEL_JOB = "jobyard.job"
 LABEL_ATTEMPT = "jobyard.attempt"
 LABEL_WORKER = "jobyard.worker"
 
-MIB = 1024 * 1024
 SIGTERM_BIT = 1 << (15 - 1)  # bit of signal 15 in /proc/<pid>/status signal masks
 
-# After the container ends, how long its last output may take to arrive before the
-# container (and with it the attach stream) is removed anyway.
-OUTPUT_DRAIN_S = 10.0
 # Samples come quickly at first, so that short jobs get numbers too, then every second.
 STATS_FIRST_INTERVAL_S = 0.1
 STATS_INTERVAL_S = 1.0

@@ -25,6 +25,8 @@ import psutil
 from shared import clock
 from shared.config import Config
 from worker_agent.executors.base import (
+    MIB,
+    OUTPUT_DRAIN_S,
     ExecResult,
     JobRun,
     OutputSink,
@@ -39,10 +41,7 @@ from worker_agent.logfmt import log_event
 log = logging.getLogger(__name__)
 
 BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
-MIB = 1024 * 1024
 READ_SIZE = 64 * 1024
-# After the process group is gone, how long its last output may take to be read.
-OUTPUT_DRAIN_S = 10.0
 
 
 class ProcessExecutor:
