@@ -14,6 +14,7 @@ from shared.schemas.workers import (
     ResultSchema,
     TransitionSchema,
 )
+from shared.store.jobs import Backoff
 
 blp = Blueprint(
     "attempts",
@@ -58,4 +59,6 @@ class Result(MethodView):
     @blp.response(200, TransitionSchema)
     def post(self, body: dict[str, Any], job_id: str, attempt: int) -> Any:
         """The attempt ended; repeating it changes nothing."""
-        return services().store.jobs.finish(job_id, _worker_id(), attempt, **body)
+        config = services().config
+        backoff = Backoff(config.retry_backoff_s, config.retry_backoff_max_s)
+        return services().store.jobs.finish(job_id, _worker_id(), attempt, backoff=backoff, **body)

@@ -26,7 +26,7 @@ blp = Blueprint("jobs", __name__, url_prefix="/api/v1/jobs", description="Submit
 
 SPEC_FIELDS = (
     "name", "image", "command", "env", "timeout_s", "priority", "labels", "network",
-    "constraints", "queue_timeout_s",
+    "constraints", "queue_timeout_s", "max_retries",
 )
 MAX_IDEMPOTENCY_KEY = 200
 
@@ -109,6 +109,13 @@ class Job(MethodView):
     @blp.response(200, JobSchema)
     def get(self, job_id: str) -> Any:
         return _visible_job(job_id)
+
+    @require("admin", "user")
+    @blp.response(204)
+    def delete(self, job_id: str) -> None:
+        """A finished job, with its output and history; other states 409."""
+        _visible_job(job_id)
+        services().store.jobs.delete(job_id)
 
 
 @blp.route("/<string:job_id>/events")

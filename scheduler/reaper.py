@@ -2,15 +2,23 @@
 queue timeout fail as unschedulable; workers silent past JOBYARD_WORKER_TIMEOUT_S are
 declared lost and their jobs requeued (or failed past JOBYARD_MAX_REQUEUES); assignments
 not started within JOBYARD_ASSIGN_TIMEOUT_S are requeued as stale; runs past their
-timeout_s plus JOBYARD_DEADLINE_GRACE_S fail as timed out even if their agent is silent."""
+timeout_s plus JOBYARD_DEADLINE_GRACE_S fail as timed out even if their agent is silent
+(or wait for an automatic retry); jobs whose retry backoff has passed re-enter the queue;
+finished jobs older than JOBYARD_RETENTION_S are deleted with their output."""
 
 import logging
 
 from shared.config import Config
 from shared.states import JobState
 from shared.store import Store
+from shared.store.jobs import Backoff
 
 log = logging.getLogger("jobyard.reaper")
+
+# Retention deletes in batches of one script each, so Redis never blocks for long; a few
+# batches per pass keep up with thousands of jobs finishing a second.
+PURGE_BATCH = 200
+PURGE_BATCHES_PER_PASS = 10
 
 
 def reap_once(store: Store, config: Config) -> None:
@@ -25,11 +33,28 @@ def reap_once(store: Store, config: Config) -> None:
     ):
         state = scheduling.reap(job_id, worker_id, attempt, "stale", config.max_requeues)
         log.warning("event=stale_assignment job=%s attempt=%d state=%s", job_id, attempt, state)
+    backoff = Backoff(config.retry_backoff_s, config.retry_backoff_max_s)
     for job_id, worker_id, attempt in scheduling.overdue(
         JobState.RUNNING, "started_at", None, config.deadline_grace_s
     ):
-        state = scheduling.reap(job_id, worker_id, attempt, "timeout", config.max_requeues)
+        state = scheduling.reap(job_id, worker_id, attempt, "timeout", config.max_requeues, backoff)
         log.warning("event=deadline job=%s attempt=%d state=%s", job_id, attempt, state)
+    for job_id in scheduling.promote_retries():
+        log.info("event=retry_due job=%s", job_id)
+    purge_finished(store, config.retention_s)
+
+
+def purge_finished(store: Store, retention_s: float) -> int:
+    """Delete jobs finished more than retention_s ago, a bounded number per pass."""
+    deleted = 0
+    for _ in range(PURGE_BATCHES_PER_PASS):
+        count = store.jobs.purge_finished(retention_s, PURGE_BATCH)
+        deleted += count
+        if count < PURGE_BATCH:
+            break
+    if deleted:
+        log.info("event=retention_purged jobs=%d", deleted)
+    return deleted
 
 
 def _describe(moved: dict[str, str]) -> str:

@@ -94,6 +94,9 @@ class ApiClient:
     def cancel(self, job_id: str) -> Any:
         return self.request("POST", f"/api/v1/jobs/{job_id}/cancel")
 
+    def delete_job(self, job_id: str) -> None:
+        self.request("DELETE", f"/api/v1/jobs/{job_id}")
+
     def workers(self) -> Any:
         return self.request("GET", "/api/v1/workers")
 

@@ -119,6 +119,9 @@ class Config:
     max_requeues: int = _setting("JOBYARD_MAX_REQUEUES", 3, _non_negative_int)
     assign_timeout_s: float = _setting("JOBYARD_ASSIGN_TIMEOUT_S", 60.0, _positive_float)
     deadline_grace_s: float = _setting("JOBYARD_DEADLINE_GRACE_S", 30.0, _positive_float)
+    retry_backoff_s: float = _setting("JOBYARD_RETRY_BACKOFF_S", 1.0, _positive_float)
+    retry_backoff_max_s: float = _setting("JOBYARD_RETRY_BACKOFF_MAX_S", 300.0, _positive_float)
+    retention_s: float = _setting("JOBYARD_RETENTION_S", 7 * 86400.0, _positive_float)
     placement: str = _setting("JOBYARD_PLACEMENT", "binpack", _choice("binpack", "spread"))
     starvation_s: float = _setting("JOBYARD_STARVATION_S", 300.0, _positive_float)
     max_job_cpu: float = _setting("JOBYARD_MAX_JOB_CPU", 64.0, _positive_float)
@@ -140,6 +143,13 @@ class Config:
     max_parallel_jobs: int = _setting("JOBYARD_MAX_PARALLEL_JOBS", 4, _positive_int)
     worker_labels: dict[str, str] = _setting("JOBYARD_WORKER_LABELS", {}, _labels)
     kill_grace_s: float = _setting("JOBYARD_KILL_GRACE_S", 5.0, _positive_float)
+
+    def __post_init__(self) -> None:
+        if self.retry_backoff_max_s < self.retry_backoff_s:
+            raise ConfigError(
+                f"JOBYARD_RETRY_BACKOFF_MAX_S={self.retry_backoff_max_s:g}: must be at least "
+                f"JOBYARD_RETRY_BACKOFF_S ({self.retry_backoff_s:g})"
+            )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Config":

@@ -56,5 +56,10 @@ AGENT_REASONS = frozenset(
 )
 
 
+# Failures of the job itself, which spend its max_retries (DESIGN §2); lost and stale are
+# the infrastructure's and count against JOBYARD_MAX_REQUEUES instead.
+RETRYABLE_REASONS = frozenset({Reason.EXIT_CODE, Reason.OOM, Reason.TIMEOUT, Reason.ERROR})
+
+
 def can_transition(current: JobState, target: JobState) -> bool:
     return target in TRANSITIONS[current]

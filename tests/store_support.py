@@ -7,7 +7,7 @@ from itertools import pairwise
 from typing import Any
 
 from shared.resources import Resources
-from shared.states import ACTIVE_STATES, TRANSITIONS, JobState
+from shared.states import ACTIVE_STATES, TERMINAL_STATES, TRANSITIONS, JobState
 from shared.store import Store
 
 WORKER_TIMEOUT_S = 30.0
@@ -25,13 +25,21 @@ class ManualClock:
 
 
 def submit(store: Store, job_id: str, cpu_m: int = 500, memory_mb: int = 64, **kw: object) -> str:
-    spec = {"image": "img", "command": ["true"], "priority": kw.get("priority", 0)}
+    spec = {
+        "image": "img",
+        "command": ["true"],
+        "priority": kw.get("priority", 0),
+        "max_retries": kw.get("max_retries", 0),
+        "timeout_s": kw.get("timeout_s"),
+        "queue_timeout_s": kw.get("queue_timeout_s"),
+    }
     store.jobs.submit(
         job_id,
         str(kw.get("owner", "alice")),
         spec,
         Resources(cpu_m, memory_mb, 0),
         int(kw.get("priority", 0)),  # type: ignore[call-overload]
+        kw.get("idempotency_key"),  # type: ignore[arg-type]
     )
     return job_id
 
@@ -65,7 +73,9 @@ def commit(store: Store, placements: list[tuple[str, str]]) -> list[int | str]:
 
 
 def check_invariants(store: Store) -> None:
-    """Every job in exactly one state index; counters equal index sizes; each worker's
+    """Every job in exactly one state index; counters equal index sizes; every QUEUED job
+    either in the queue or waiting out a retry backoff (then with its retry_at), never both;
+    exactly the terminal jobs in the finished set, scored by finished_at; each worker's
     reservation equals the requests of its ASSIGNED and RUNNING jobs."""
     r, keys = store.redis, store.keys
     counts = store.jobs.counts()
@@ -77,7 +87,19 @@ def check_invariants(store: Store) -> None:
             assert job_id not in seen, f"{job_id} in {seen.get(job_id)} and {state}"
             seen[job_id] = state.value
             assert r.hget(keys.job(job_id), "state") == state.value
-    assert set(r.zrange(keys.queue, 0, -1)) == set(r.zrange(keys.state(JobState.QUEUED), 0, -1))
+    queue = set(r.zrange(keys.queue, 0, -1))
+    queued = set(r.zrange(keys.state(JobState.QUEUED), 0, -1))
+    waiting = dict(r.zrange(keys.retries, 0, -1, withscores=True))
+    assert not queue & set(waiting), queue & set(waiting)
+    assert queue | set(waiting) == queued
+    for job_id, retry_at in waiting.items():
+        assert abs(float(r.hget(keys.job(job_id), "retry_at") or 0) - retry_at) < 1e-3, job_id
+    for job_id in queue:
+        assert not r.hexists(keys.job(job_id), "retry_at"), job_id
+    finished = dict(r.zrange(keys.finished, 0, -1, withscores=True))
+    assert set(finished) == {j for j, state in seen.items() if state in TERMINAL_STATES}
+    for job_id, at in finished.items():
+        assert abs(float(r.hget(keys.job(job_id), "finished_at")) - at) < 1e-3, job_id
     for worker in store.workers.all():
         jobs = [store.jobs.get(j) for j in worker["running_jobs"]]
         assert all(j["state"] in ("ASSIGNED", "RUNNING") for j in jobs)
@@ -110,7 +132,10 @@ def check_store_invariants(store: Store) -> None:
         job_id: state for state, ids in zip(JobState, members, strict=True) for job_id in ids
     }
     assert set(indexed) == set(job_ids), "jobs index and state indexes disagree"
-    assert set(deadlines) <= {j for j, state in indexed.items() if state is JobState.QUEUED}
+    for key in r.scan_iter(match=keys.owner_jobs("*"), count=1000):
+        assert set(r.zrange(key, 0, -1)) <= set(job_ids), f"{key} names jobs that are gone"
+    # Only jobs in the queue have a queue deadline (one waiting to retry gets it on entering).
+    assert set(deadlines) <= set(r.zrange(keys.queue, 0, -1))
 
     statuses = {}
     for worker in store.workers.all():
@@ -152,12 +177,26 @@ def check_store_invariants(store: Store) -> None:
     for job_id, (state, version, attempt, _) in jobs.items():
         check_history(job_id, histories[job_id], state, int(version), int(attempt))
 
-    # The dashboard's feed carries the same history, in the same order (while untrimmed).
+    # The dashboard's feed carries the same history, in the same order (while untrimmed);
+    # a deleted job's history ends with its deletion, and nothing of it is left.
     feed: dict[str, list[dict[str, Any]]] = {job_id: [] for job_id in job_ids}
+    deleted: dict[str, list[dict[str, Any]]] = {}
     for _, fields in r.xrange(keys.events, "-", "+"):
-        if fields["kind"] == "job":
-            feed[fields["id"]].append(json.loads(fields["data"]))
+        if fields["kind"] in ("job", "job_deleted"):
+            feed.setdefault(fields["id"], []).append(
+                {"kind": fields["kind"], **json.loads(fields["data"])}
+            )
+    for job_id in set(feed) - set(job_ids):
+        deleted[job_id] = feed.pop(job_id)
+    for job_id, events in feed.items():
+        assert [e.pop("kind") for e in events] == ["job"] * len(events), job_id
     assert feed == histories, "the global event stream disagrees with a job's history"
+    for job_id, events in deleted.items():
+        last = events[-1]
+        assert last["kind"] == "job_deleted", f"{job_id} is gone without a deletion event"
+        assert last["state"] in TERMINAL_STATES, (job_id, last)
+        assert last["version"] == events[-2]["version"], job_id
+        assert not r.exists(keys.job(job_id), keys.job_events(job_id), keys.job_output(job_id))
 
 
 def check_history(

@@ -10,7 +10,6 @@ from shared.states import JobState, Reason
 ENV_NAME = validate.Regexp(r"^[A-Za-z_][A-Za-z0-9_]*$", error="not a valid variable name")
 # Fields of the contract whose features are not built yet: refused, never silently ignored.
 NOT_SUPPORTED_YET = {
-    "max_retries": 0,
     "depends_on": None,
     "notify": None,
 }
@@ -43,7 +42,7 @@ class JobSubmitSchema(Schema):
     labels = label_map(load_default=dict)
     network = fields.Boolean(load_default=False)
     name = fields.String(load_default=None, validate=NAME)
-    max_retries = fields.Integer(validate=validate.Range(min=0, max=100))
+    max_retries = fields.Integer(load_default=0, validate=validate.Range(min=0, max=100))
     queue_timeout_s = fields.Float(
         load_default=None, validate=validate.Range(min=0.1, max=365 * 86400)
     )
@@ -84,6 +83,9 @@ class JobSchema(Schema):
     worker_id = fields.String(allow_none=True)
     version = fields.Integer()
     pending_reason = fields.String(allow_none=True)
+    max_retries = fields.Integer()
+    retries = fields.Integer(metadata={"description": "automatic retries spent"})
+    retry_at = Timestamp(metadata={"description": "while waiting out a retry backoff"})
     cancel_requested = fields.Boolean()
     output_bytes = fields.Integer()
     output_truncated = fields.Boolean()

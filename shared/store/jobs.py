@@ -1,4 +1,5 @@
-"""Jobs in Redis: submit, read, list, cancel, and the worker's start/output/result calls.
+"""Jobs in Redis: submit, read, list, cancel, retry, delete, and the worker's
+start/output/result calls.
 
 Every state change goes through one Lua script (lua/*.lua); reads are plain commands.
 """
@@ -22,6 +23,21 @@ MAX_LIST_SCAN = 5000
 class Transition:
     state: str
     version: int
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """The wait before automatic retry n: base_s * 2**(n-1) seconds, at most max_s
+    (JOBYARD_RETRY_BACKOFF_S and JOBYARD_RETRY_BACKOFF_MAX_S, whose defaults these are)."""
+
+    base_s: float = 1.0
+    max_s: float = 300.0
+
+    def args(self) -> list[float]:
+        return [self.base_s, self.max_s]
+
+
+DEFAULT_BACKOFF = Backoff()
 
 
 class JobStore(StorePart):
@@ -58,6 +74,8 @@ class JobStore(StorePart):
             json.dumps(spec.get("constraints") or {}),
             spec.get("queue_timeout_s") or "",
             spec.get("timeout_s") or "",
+            spec.get("max_retries") or 0,
+            idempotency_key or "",
         ]
         created, stored_id = self.scripts.run("submit", keys, args)
         return stored_id, created == 1
@@ -129,6 +147,44 @@ class JobStore(StorePart):
         """FAILED or CANCELLED goes back to QUEUED; its next assignment is a new attempt."""
         return self._user_action("retry", job_id, "only FAILED or CANCELLED jobs can be retried")
 
+    def delete(self, job_id: str) -> None:
+        """Delete a terminal job with its output and history."""
+        (status,) = self._delete([job_id], cutoff=None)
+        if status == "not_found":
+            raise NotFound(f"no job {job_id}")
+        if status != "deleted":
+            raise InvalidState(
+                f"job {job_id} is {status}: only finished jobs can be deleted", status
+            )
+
+    def purge_finished(self, older_than_s: float, limit: int) -> int:
+        """Delete up to `limit` jobs that finished more than older_than_s ago (retention).
+        Returns how many went."""
+        cutoff = self.clock() - older_than_s
+        due = self.redis.zrangebyscore(self.keys.finished, "-inf", cutoff, start=0, num=limit)
+        return sum(1 for status in self._delete(due, cutoff) if status == "deleted")
+
+    def _delete(self, job_ids: Sequence[str], cutoff: float | None) -> list[str]:
+        if not job_ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hmget(self.keys.job(job_id), "owner", "idem")
+        keys = self.keys.common() + [self.keys.jobs]
+        args: list[Any] = [self.clock(), "" if cutoff is None else cutoff]
+        for job_id, (owner, idem) in zip(job_ids, pipe.execute(), strict=True):
+            # Owner and key never change once stored; the script checks they still match.
+            owner, idem = owner or "", idem or ""
+            keys += [
+                self.keys.job(job_id),
+                self.keys.job_events(job_id),
+                self.keys.job_output(job_id),
+                self.keys.owner_jobs(owner),
+                self.keys.idempotency(owner, idem),
+            ]
+            args += [job_id, owner, idem]
+        return list(self.scripts.run("delete", keys, args))
+
     def _user_action(self, script: str, job_id: str, refusal: str) -> Transition:
         status, state, version = self.scripts.run(
             script,
@@ -159,7 +215,10 @@ class JobStore(StorePart):
         reason: str | None,
         error: str | None,
         metrics: dict[str, Any],
+        backoff: Backoff = DEFAULT_BACKOFF,
     ) -> Transition:
+        """The attempt ended: COMPLETED, FAILED or CANCELLED, or QUEUED again after `backoff`
+        when the job failed by itself and has an automatic retry left."""
         keys = self.keys.common() + [
             self.keys.job(job_id),
             self.keys.job_events(job_id),
@@ -175,6 +234,7 @@ class JobStore(StorePart):
             reason or "",
             error or "",
             json.dumps(metrics),
+            *backoff.args(),
         ]
         return _worker_call_outcome(job_id, attempt, self.scripts.run("result", keys, args))
 

@@ -36,6 +36,17 @@ class Keys:
         return f"{self.prefix}queue:deadlines"
 
     @property
+    def retries(self) -> str:
+        """Sorted set of QUEUED job ids waiting out a retry backoff, scored by when they may
+        run again; they enter the queue only then."""
+        return f"{self.prefix}retries"
+
+    @property
+    def finished(self) -> str:
+        """Sorted set of terminal job ids, scored by finished_at (for retention)."""
+        return f"{self.prefix}finished"
+
+    @property
     def wake(self) -> str:
         """List the scheduler blocks on; anything that may free or need capacity pushes."""
         return f"{self.prefix}wake"
@@ -71,9 +82,15 @@ class Keys:
 
     def common(self) -> list[str]:
         """The keys every state-changing script receives first (see lua/lib.lua)."""
-        return [self.counts, self.events, self.queue, self.wake, self.queue_deadlines] + [
-            self.state(state) for state in JobState
-        ]
+        return [
+            self.counts,
+            self.events,
+            self.queue,
+            self.wake,
+            self.queue_deadlines,
+            self.retries,
+            self.finished,
+        ] + [self.state(state) for state in JobState]
 
     # Per job
 

@@ -1,6 +1,7 @@
 """Turns the flat Redis hashes of jobs and workers into plain dicts for the wire."""
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from shared.resources import Resources
@@ -29,7 +30,10 @@ def job_from_hash(h: dict[str, str]) -> dict[str, Any]:
         "attempt": int(h["attempt"]),
         "worker_id": h.get("worker_id") or None,
         "version": int(h["version"]),
-        "pending_reason": h.get("pending_reason") or None,
+        "pending_reason": _retry_reason(h) or h.get("pending_reason") or None,
+        "retries": int(h.get("retries") or 0),
+        "max_retries": int(h.get("max_retries") or 0),
+        "retry_at": _float(h.get("retry_at")),
         "cancel_requested": h.get("cancel_requested") == "1",
         "output_bytes": int(h.get("output_bytes", 0)),
         "output_truncated": h.get("output_truncated") == "1",
@@ -39,6 +43,17 @@ def job_from_hash(h: dict[str, str]) -> dict[str, Any]:
     for name in TIMESTAMPS:
         job[name] = _float(h.get(name))
     return job
+
+
+def _retry_reason(h: dict[str, str]) -> str | None:
+    """While a job waits out its retry backoff: which retry, when, and after what."""
+    if not h.get("retry_at"):
+        return None
+    at = datetime.fromtimestamp(float(h["retry_at"]), UTC).isoformat(timespec="seconds")
+    after = h.get("reason") or "a failure"
+    if h.get("exit_code"):
+        after += f" {h['exit_code']}"
+    return f"retry {h['retries']} of {h['max_retries']} at {at} after {after}"
 
 
 def worker_from_hash(h: dict[str, str], running_jobs: list[str]) -> dict[str, Any]:

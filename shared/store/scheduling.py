@@ -9,6 +9,7 @@ import redis
 
 from shared.resources import Resources
 from shared.states import JobState
+from shared.store.jobs import DEFAULT_BACKOFF, Backoff
 from shared.store.scripts import StorePart
 
 
@@ -179,6 +180,15 @@ class SchedulingStore(StorePart):
             keys += [self.keys.job(job_id), self.keys.job_events(job_id)]
         return list(self.scripts.run("expire", keys, [now, *due]))
 
+    def promote_retries(self) -> list[str]:
+        """Put the jobs whose retry backoff has passed back into the queue."""
+        now = self.clock()
+        due = self.redis.zrangebyscore(self.keys.retries, "-inf", now, start=0, num=500)
+        if not due:
+            return []
+        keys = self.keys.common() + [self.keys.job(job_id) for job_id in due]
+        return list(self.scripts.run("promote", keys, [now, *due]))
+
     def overdue(
         self, state: JobState, since_field: str, allowed_s: float | None, grace_s: float = 0.0
     ) -> list[tuple[str, str, int]]:
@@ -201,9 +211,18 @@ class SchedulingStore(StorePart):
                 found.append((job_id, worker_id, int(attempt)))
         return found
 
-    def reap(self, job_id: str, worker_id: str, attempt: int, kind: str, max_requeues: int) -> str:
-        """Requeue a stale assignment or fail an overdue run (see lua/reap.lua). Returns the
-        new state, or '' when the job had already moved on."""
+    def reap(
+        self,
+        job_id: str,
+        worker_id: str,
+        attempt: int,
+        kind: str,
+        max_requeues: int,
+        backoff: Backoff = DEFAULT_BACKOFF,
+    ) -> str:
+        """Requeue a stale assignment or fail an overdue run, which waits out `backoff` when it
+        has an automatic retry left (see lua/reap.lua). Returns the new state, or '' when the
+        job had already moved on."""
         keys = self.keys.common() + [
             self.keys.job(job_id),
             self.keys.job_events(job_id),
@@ -211,7 +230,7 @@ class SchedulingStore(StorePart):
             self.keys.worker_jobs(worker_id),
         ]
         state: str = self.scripts.run(
-            "reap", keys, [self.clock(), job_id, kind, attempt, max_requeues]
+            "reap", keys, [self.clock(), job_id, kind, attempt, max_requeues, *backoff.args()]
         )
         return state
 

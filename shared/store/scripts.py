@@ -24,6 +24,8 @@ SCRIPT_NAMES = (
     "lease",
     "expire",
     "reap",
+    "promote",
+    "delete",
     "output",
 )
 

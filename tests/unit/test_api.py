@@ -79,7 +79,7 @@ def test_submit_returns_the_queued_job(client: FlaskClient) -> None:
         ({"command": ["x"], "resources": {"cpu": -1}}, "resources"),
         ({"command": ["x"], "resources": {"memory_mb": "lots"}}, "resources"),
         ({"command": ["x"], "surprise": True}, "surprise"),
-        ({"command": ["x"], "max_retries": 3}, "max_retries"),
+        ({"command": ["x"], "max_retries": 101}, "max_retries"),
         ({"command": ["x"], "env": {"1BAD": "v"}}, "env"),
         ({"command": ["x"], "priority": 5000}, "priority"),
         ({}, "command"),

@@ -44,9 +44,11 @@ for i = 0, n - 1 do
   local k_job, k_events, k_worker, k_worker_jobs, k_inbox =
     KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], KEYS[base + 4], KEYS[base + 5]
   local job_id, worker_id = ARGV[4 + 2 * i], ARGV[5 + 2 * i]
-  local j = redis.call('HMGET', k_job, 'state', 'cpu_m', 'memory_mb', 'gpus')
+  local j = redis.call('HMGET', k_job, 'state', 'cpu_m', 'memory_mb', 'gpus', 'retry_at')
   if j[1] ~= 'QUEUED' then
     results[#results + 1] = 'job not queued'
+  elseif j[5] then
+    results[#results + 1] = 'job waiting to retry'
   else
     local w = worker_state(k_worker)
     local need = {tonumber(j[2]), tonumber(j[3]), tonumber(j[4]), 1}

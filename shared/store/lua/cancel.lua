@@ -1,4 +1,5 @@
--- cancel.lua: a user cancels a job. QUEUED ends CANCELLED here and now; ASSIGNED or
+-- cancel.lua: a user cancels a job. QUEUED (waiting for a retry too) ends CANCELLED here
+-- and now; ASSIGNED or
 -- RUNNING is flagged, and its agent (told in its next output or heartbeat answer) stops
 -- the container and reports the attempt ended with reason cancelled.
 -- KEYS: common, job, job_events
@@ -11,7 +12,7 @@ local state = redis.call('HGET', K_JOB, 'state')
 if not state then return {'not_found', '', 0} end
 if state == 'QUEUED' then
   local version = transition(K_JOB, K_JOB_EVENTS, job_id, 'QUEUED', 'CANCELLED', now,
-    {'reason', 'cancelled', 'finished_at', now}, {'pending_reason'})
+    {'reason', 'cancelled', 'finished_at', now}, {'pending_reason', 'retry_at'})
   return {'cancelled', 'CANCELLED', version}
 end
 if state == 'ASSIGNED' or state == 'RUNNING' then

@@ -1,13 +1,17 @@
 -- lib.lua: prepended to every script by shared/store/scripts.py.
--- KEYS[1..11] are Keys.common(): counts, events, queue, wake, queue deadlines, then one
--- index per state. Each script's own keys start at KEYS[COMMON + 1].
-local COMMON = 11
+-- KEYS[1..13] are Keys.common(): counts, events, queue, wake, queue deadlines, retries
+-- (jobs waiting out a backoff), finished (terminal jobs by finished_at), then one index per
+-- state. Each script's own keys start at KEYS[COMMON + 1].
+local COMMON = 13
 local K_COUNTS, K_EVENTS, K_QUEUE, K_WAKE, K_DEADLINES = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local K_RETRIES, K_FINISHED = KEYS[6], KEYS[7]
 local STATE_INDEX = {
-  QUEUED = KEYS[6], ASSIGNED = KEYS[7], RUNNING = KEYS[8],
-  COMPLETED = KEYS[9], FAILED = KEYS[10], CANCELLED = KEYS[11],
+  QUEUED = KEYS[8], ASSIGNED = KEYS[9], RUNNING = KEYS[10],
+  COMPLETED = KEYS[11], FAILED = KEYS[12], CANCELLED = KEYS[13],
 }
 local TERMINAL = {COMPLETED = true, FAILED = true, CANCELLED = true}
+-- Failures of the job itself, which spend its max_retries (shared.states.RETRYABLE_REASONS).
+local RETRYABLE = {exit_code = true, oom = true, timeout = true, error = true}
 local EVENTS_MAXLEN = 100000
 
 local function nullable(value)
@@ -40,18 +44,25 @@ local function enqueue(job_key, job_id, now)
   end
 end
 
--- Move a job from `from` to `to`: indexes (the queue and its deadlines included), counters,
--- version, history and the global feed, all in the caller's atomic script. `set` is a flat
--- list of fields to write, `clear` a list of fields to delete. The caller has already
--- checked that the job is in `from`.
-local function transition(job_key, events_key, job_id, from, to, now, set, clear)
+-- Move a job from `from` to `to`: indexes (the queue, its deadlines, the retry backoffs and
+-- the finished set included), counters, version, history and the global feed, all in the
+-- caller's atomic script. `set` is a flat list of fields to write, `clear` a list of fields
+-- to delete. With `retry_at`, a job going to QUEUED waits in K_RETRIES until then instead of
+-- entering the queue (promote.lua moves it on). The caller has already checked that the job
+-- is in `from`.
+local function transition(job_key, events_key, job_id, from, to, now, set, clear, retry_at)
   local seq = redis.call('HGET', job_key, 'seq')
   if from == 'QUEUED' then
     redis.call('ZREM', K_QUEUE, job_id)
     redis.call('ZREM', K_DEADLINES, job_id)
+    redis.call('ZREM', K_RETRIES, job_id)
+  elseif to == 'QUEUED' and retry_at then
+    redis.call('ZADD', K_RETRIES, retry_at, job_id)
   elseif to == 'QUEUED' then
     enqueue(job_key, job_id, now)
   end
+  if TERMINAL[from] then redis.call('ZREM', K_FINISHED, job_id) end
+  if TERMINAL[to] then redis.call('ZADD', K_FINISHED, now, job_id) end
   redis.call('ZREM', STATE_INDEX[from], job_id)
   redis.call('ZADD', STATE_INDEX[to], seq, job_id)
   redis.call('HINCRBY', K_COUNTS, from, -1)
@@ -87,3 +98,19 @@ local function is_current(job_key, worker_id, attempt)
   return h[1] == worker_id and h[2] == attempt
 end
 
+
+-- After a failure of the job itself (exit_code, oom, timeout, error): the arguments for
+-- transition() that send it back to QUEUED to wait out its backoff, or nil when it has no
+-- automatic retry left or the user asked to cancel it. The delay before retry n is
+-- base * 2^(n-1) seconds, at most max_delay.
+local function retry_after(job_key, now, reason, base, max_delay)
+  local h = redis.call('HMGET', job_key, 'retries', 'max_retries', 'cancel_requested')
+  local spent, allowed = tonumber(h[1] or 0), tonumber(h[2] or 0)
+  if spent >= allowed or h[3] == '1' then return nil end
+  local retry_at = tonumber(now) + math.min(tonumber(base) * 2 ^ spent, tonumber(max_delay))
+  return {
+    set = {'reason', reason, 'retries', spent + 1, 'retry_at', retry_at, 'queued_at', now},
+    clear = {'pending_reason', 'started_at', 'assigned_at', 'finished_at'},
+    retry_at = retry_at,
+  }
+end

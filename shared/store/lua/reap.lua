@@ -1,8 +1,9 @@
 -- reap.lua: move one job that its clock says is overdue, releasing its worker's reservation.
 --   stale:   ASSIGNED and never started -> QUEUED (reason stale), or FAILED past max_requeues
---   timeout: RUNNING past its deadline and its agent silent about it -> FAILED (reason timeout)
+--   timeout: RUNNING past its deadline and its agent silent about it -> FAILED (reason timeout),
+--            or QUEUED to wait out a backoff while it has automatic retries left
 -- KEYS: common, job, job_events, worker, worker_jobs
--- ARGV: now, job_id, kind (stale|timeout), attempt, max_requeues
+-- ARGV: now, job_id, kind (stale|timeout), attempt, max_requeues, backoff_s, backoff_max_s
 -- Returns the job's new state, or '' when it had moved on (another attempt, another state).
 local K_JOB, K_JOB_EVENTS, K_WORKER, K_WORKER_JOBS =
   KEYS[COMMON + 1], KEYS[COMMON + 2], KEYS[COMMON + 3], KEYS[COMMON + 4]
@@ -23,6 +24,12 @@ if kind == 'stale' and requeues < tonumber(ARGV[5]) then
   transition(K_JOB, K_JOB_EVENTS, job_id, 'ASSIGNED', 'QUEUED', now,
     {'reason', 'stale', 'requeues', requeues + 1, 'queued_at', now},
     {'pending_reason', 'assigned_at', 'cancel_requested'})
+  return 'QUEUED'
+end
+local retry = kind == 'timeout' and retry_after(K_JOB, now, 'timeout', ARGV[6], ARGV[7])
+if retry then
+  transition(K_JOB, K_JOB_EVENTS, job_id, 'RUNNING', 'QUEUED', now, retry.set, retry.clear,
+    retry.retry_at)
   return 'QUEUED'
 end
 transition(K_JOB, K_JOB_EVENTS, job_id, expected, 'FAILED', now,

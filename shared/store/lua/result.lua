@@ -1,8 +1,9 @@
 -- result.lua: an attempt ended on its worker: ASSIGNED|RUNNING -> COMPLETED|FAILED|CANCELLED,
--- and the worker's reservation is released in the same step.
+-- or back to QUEUED to wait out a backoff when the job failed by itself and has an automatic
+-- retry left; the worker's reservation is released in the same step.
 -- KEYS: common, job, job_events, worker, worker_jobs
 -- ARGV: now, job_id, worker_id, attempt, exit_code ('' if none), reason ('' if none),
---       error, metrics_json
+--       error, metrics_json, backoff_s, backoff_max_s
 -- Returns {status, state, version}; status is ok, duplicate, stale or not_found.
 local K_JOB, K_JOB_EVENTS, K_WORKER, K_WORKER_JOBS =
   KEYS[COMMON + 1], KEYS[COMMON + 2], KEYS[COMMON + 3], KEYS[COMMON + 4]
@@ -12,15 +13,15 @@ local exit_code, reason, err, metrics = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local state = redis.call('HGET', K_JOB, 'state')
 if not state then return {'not_found', '', 0} end
 if not is_current(K_JOB, worker_id, attempt) then return {'stale', state, 0} end
-if TERMINAL[state] then
-  -- A repeat of this very report changes nothing; an attempt the control plane ended
-  -- (lost worker, deadline) was never this agent's to end: it hears 409.
+if state ~= 'ASSIGNED' and state ~= 'RUNNING' then
+  -- A repeat of this very report changes nothing (the job may be waiting to retry by now);
+  -- an attempt the control plane ended (lost worker, deadline) was never this agent's to
+  -- end: it hears 409.
   if redis.call('HGET', K_JOB, 'ended_by_agent') == '1' then
     return {'duplicate', state, tonumber(redis.call('HGET', K_JOB, 'version'))}
   end
   return {'stale', state, 0}
 end
-if state ~= 'ASSIGNED' and state ~= 'RUNNING' then return {'stale', state, 0} end
 
 local target
 if reason == 'cancelled' then
@@ -33,7 +34,7 @@ else
   target, reason = 'FAILED', 'exit_code'
 end
 
-local set = {'finished_at', now, 'metrics', metrics, 'ended_by_agent', '1'}
+local set = {'metrics', metrics, 'ended_by_agent', '1'}
 if reason ~= '' then set[#set + 1] = 'reason'; set[#set + 1] = reason end
 if exit_code ~= '' then set[#set + 1] = 'exit_code'; set[#set + 1] = exit_code end
 if err ~= '' then set[#set + 1] = 'error'; set[#set + 1] = err end
@@ -45,5 +46,15 @@ if state == 'ASSIGNED' and (target == 'COMPLETED' or reason == 'exit_code' or re
   transition(K_JOB, K_JOB_EVENTS, job_id, 'ASSIGNED', 'RUNNING', now, {'started_at', now}, {})
   state = 'RUNNING'
 end
+local retry = target == 'FAILED' and RETRYABLE[reason]
+  and retry_after(K_JOB, now, reason, ARGV[9], ARGV[10])
+if retry then
+  for _, v in ipairs(retry.set) do set[#set + 1] = v end
+  local version = transition(K_JOB, K_JOB_EVENTS, job_id, state, 'QUEUED', now, set,
+    retry.clear, retry.retry_at)
+  return {'ok', 'QUEUED', version}
+end
+set[#set + 1] = 'finished_at'
+set[#set + 1] = now
 local version = transition(K_JOB, K_JOB_EVENTS, job_id, state, target, now, set, {})
 return {'ok', target, version}

@@ -1,5 +1,6 @@
 -- retry.lua: a user retries a FAILED or CANCELLED job: back to QUEUED in its old place in
--- the queue; the next assignment starts a new attempt.
+-- the queue, with its automatic retries (max_retries) available again; the next assignment
+-- starts a new attempt. Lost-worker requeues are not forgiven.
 -- KEYS: common, job, job_events
 -- ARGV: now, job_id
 -- Returns {status, state, version}; status is queued, conflict or not_found.
@@ -10,8 +11,8 @@ local state = redis.call('HGET', K_JOB, 'state')
 if not state then return {'not_found', '', 0} end
 if state ~= 'FAILED' and state ~= 'CANCELLED' then return {'conflict', state, 0} end
 local version = transition(K_JOB, K_JOB_EVENTS, job_id, state, 'QUEUED', now,
-  {'queued_at', now},
-  {'reason', 'exit_code', 'error', 'finished_at', 'started_at', 'assigned_at', 'worker_id',
+  {'queued_at', now, 'retries', 0},
+  {'retry_at', 'reason', 'exit_code', 'error', 'finished_at', 'started_at', 'assigned_at', 'worker_id',
    'metrics', 'cancel_requested', 'pending_reason', 'ended_by_agent'})
 wake_scheduler()
 return {'queued', 'QUEUED', version}

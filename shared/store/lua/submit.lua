@@ -1,7 +1,8 @@
 -- submit.lua: create a QUEUED job.
 -- KEYS: common, job, job_events, jobs, owner_jobs, seq, idempotency
 -- ARGV: job_id, now, owner, spec_json, cpu_m, memory_mb, gpus, priority, use_idem, idem_ttl_s,
---       constraints_json, queue_timeout_s ('' for none), timeout_s ('' for none)
+--       constraints_json, queue_timeout_s ('' for none), timeout_s ('' for none), max_retries,
+--       idem (the idempotency key, kept so deleting the job can free it; '' for none)
 -- Returns {created (1|0), job_id}: 0 when the idempotency key already named a job.
 local K_JOB, K_JOB_EVENTS, K_JOBS, K_OWNER, K_SEQ, K_IDEM =
   KEYS[COMMON + 1], KEYS[COMMON + 2], KEYS[COMMON + 3], KEYS[COMMON + 4], KEYS[COMMON + 5], KEYS[COMMON + 6]
@@ -20,7 +21,7 @@ redis.call('HSET', K_JOB,
   'seq', seq, 'state', 'QUEUED', 'version', 1, 'attempt', 0,
   'created_at', now, 'queued_at', now, 'updated_at', now,
   'output_bytes', 0, 'output_chunks', 0, 'constraints', ARGV[11], 'queue_timeout_s', ARGV[12],
-  'timeout_s', ARGV[13])
+  'timeout_s', ARGV[13], 'max_retries', ARGV[14], 'retries', 0, 'idem', ARGV[15])
 redis.call('ZADD', K_JOBS, seq, job_id)
 redis.call('ZADD', K_OWNER, seq, job_id)
 redis.call('ZADD', STATE_INDEX.QUEUED, seq, job_id)
