@@ -1,6 +1,7 @@
 """Property-based tests of the store on a real redis-server: random sequences of every job
-and worker transition, checked against a model and the store's invariants after each step;
-and two schedulers placing concurrently, which must never assign a job twice.
+and worker transition (automatic retries with their backoff, the reaper's clocks, deletion
+and retention included), checked against a model and the store's invariants after each
+step; and two schedulers placing concurrently, which must never assign a job twice.
 """
 
 import json
@@ -26,9 +27,10 @@ from hypothesis.stateful import (
 from scheduler.loop import schedule_once
 from shared.config import Config
 from shared.resources import Resources
-from shared.states import ACTIVE_STATES, TERMINAL_STATES, JobState
+from shared.states import ACTIVE_STATES, RETRYABLE_REASONS, TERMINAL_STATES, JobState
 from shared.store import Store, connect
 from shared.store.errors import InvalidState, NotFound, StaleAttempt
+from shared.store.jobs import Backoff
 from shared.store.workers import WorkerLost
 from tests.store_support import (
     LEASE_TOKEN,
@@ -54,7 +56,10 @@ JOBS = st.tuples(
     st.integers(1, 128) | st.integers(1, 4096),  # memory_mb
     st.integers(-3, 3),  # priority
     st.sampled_from(["alice", "bob"]),  # owner
+    st.sampled_from([0, 1, 2, 3]),  # max_retries
 )
+# Delays of 5, 10, 20, 20 ... seconds: time_passes reaches them in one to four steps.
+BACKOFF = Backoff(base_s=5.0, max_s=20.0)
 # Roomy workers too, so that a worker fills its job slots before its CPU and memory.
 WORKERS = st.tuples(
     st.integers(1, 8000) | st.integers(4000, 8000),  # cpu_m
@@ -94,13 +99,31 @@ def end_of(exit_code: int | None, reason: str | None) -> tuple[JobState, str | N
 @dataclass
 class JobModel:
     request: Resources
+    max_retries: int = 0
     state: JobState = QUEUED
     version: int = 1
     attempt: int = 0
     worker: str | None = None
     requeues: int = 0
-    retries: int = 0  # explicit retries: the only way out of a terminal state
+    user_retries: int = 0  # explicit retries: the only way out of a terminal state
+    retries: int = 0  # automatic retries spent
+    retry_at: float | None = None  # while QUEUED, waiting out a retry backoff
+    ended_by_agent: bool = False  # the current attempt ended by its agent's result
+    finished_at: float | None = None
     cancel_requested: bool = False
+
+    def end(self, state: JobState, now: float) -> None:
+        """A transition to `state` (its version bump included) decided by the control plane."""
+        self.state, self.version = state, self.version + 1
+        self.finished_at = now if state in TERMINAL_STATES else None
+
+    def retry_later(self, now: float) -> bool:
+        """After a failure of its own: wait out the backoff if a retry is left."""
+        if self.retries >= self.max_retries or self.cancel_requested:
+            return False
+        self.retry_at = now + min(BACKOFF.base_s * 2**self.retries, BACKOFF.max_s)
+        self.retries += 1
+        return True
 
 
 @dataclass
@@ -124,6 +147,8 @@ class StoreMachine(RuleBasedStateMachine):
         self.store = Store(self.client, PREFIX, self.clock)
         self.config = config()
         self.jobs: dict[str, JobModel] = {}
+        self.deleted: list[str] = []
+        self.submitted = 0
         self.workers: dict[str, WorkerModel] = {}
         self.seen: dict[str, tuple[int, int]] = {}  # job id -> (version, attempt) last checked
 
@@ -135,6 +160,13 @@ class StoreMachine(RuleBasedStateMachine):
 
     def _jobs_in(self, *states: JobState) -> list[str]:
         return sorted(j for j, m in self.jobs.items() if m.state in states)
+
+    def _waiting(self) -> list[str]:
+        return sorted(j for j, m in self.jobs.items() if m.retry_at is not None)
+
+    def _gone(self) -> list[str]:
+        """Ids no job has any more: never submitted, or deleted."""
+        return [NO_SUCH_JOB, *self.deleted[-2:]]
 
     def _workers_in(self, *statuses: str) -> list[str]:
         return sorted(w for w, m in self.workers.items() if m.status in statuses)
@@ -161,6 +193,7 @@ class StoreMachine(RuleBasedStateMachine):
     def _assigned(self, job_id: str, worker_id: str) -> None:
         job = self.jobs[job_id]
         job.state, job.worker, job.cancel_requested = ASSIGNED, worker_id, False
+        job.ended_by_agent = False
         job.attempt += 1
         job.version += 1
 
@@ -168,7 +201,7 @@ class StoreMachine(RuleBasedStateMachine):
 
     @initialize(workers=st.lists(WORKERS, min_size=1, max_size=3), jobs=st.lists(JOBS, max_size=6))
     def some_workers_and_jobs(
-        self, workers: list[tuple[int, int, int]], jobs: list[tuple[int, int, int, str]]
+        self, workers: list[tuple[int, int, int]], jobs: list[tuple[int, int, int, str, int]]
     ) -> None:
         """Start from a small cluster, so that most steps have something to act on."""
         for worker in workers:
@@ -177,13 +210,24 @@ class StoreMachine(RuleBasedStateMachine):
             self.submit(*job)
 
     @rule(job=JOBS)
-    def submit_job(self, job: tuple[int, int, int, str]) -> None:
+    def submit_job(self, job: tuple[int, int, int, str, int]) -> None:
         self.submit(*job)
 
-    def submit(self, cpu_m: int, memory_mb: int, priority: int, owner: str) -> None:
-        job_id = f"j{len(self.jobs)}"
-        submit(self.store, job_id, cpu_m, memory_mb, priority=priority, owner=owner)
-        self.jobs[job_id] = JobModel(Resources(cpu_m, memory_mb, 0))
+    def submit(
+        self, cpu_m: int, memory_mb: int, priority: int, owner: str, max_retries: int
+    ) -> None:
+        job_id = f"j{self.submitted}"
+        self.submitted += 1
+        submit(
+            self.store,
+            job_id,
+            cpu_m,
+            memory_mb,
+            priority=priority,
+            owner=owner,
+            max_retries=max_retries,
+        )
+        self.jobs[job_id] = JobModel(Resources(cpu_m, memory_mb, 0), max_retries)
 
     @rule(worker=WORKERS)
     def register_new_worker(self, worker: tuple[int, int, int]) -> None:
@@ -254,6 +298,9 @@ class StoreMachine(RuleBasedStateMachine):
             pipe.hmget(self.store.keys.job(job_id), "state", "worker_id", "pending_reason")
         placed = 0
         for job_id, (state, worker_id, pending_reason) in zip(queued, pipe.execute(), strict=True):
+            if self.jobs[job_id].retry_at is not None:
+                assert state == QUEUED, f"{job_id} was placed while waiting to retry"
+                continue
             if state == QUEUED:
                 # DESIGN §2: a job that waits says why.
                 assert pending_reason, f"{job_id} is still queued with no pending reason"
@@ -296,6 +343,9 @@ class StoreMachine(RuleBasedStateMachine):
             job, worker = self.jobs.get(job_id), self.workers.get(worker_id)
             if job is None or job.state != QUEUED or job_id in taken:
                 expected.append("job not queued")
+                continue
+            if job.retry_at is not None:
+                expected.append("job waiting to retry")
                 continue
             if worker is None or worker.status != "alive":
                 expected.append("worker not alive")
@@ -355,9 +405,9 @@ class StoreMachine(RuleBasedStateMachine):
             worker_id = f"{worker_id}-other"
         elif how == "not active" and job.state not in ACTIVE_STATES and job.worker:
             # Its worker and attempt are still recorded (lost, requeued, failed, cancelled):
-            # the worker that lost the job must still be refused. A terminal job's own
-            # worker repeating a result is a duplicate instead (duplicate_finish).
-            if call == "finish" and job.state in TERMINAL_STATES:
+            # the worker that lost the job must still be refused. The worker whose result
+            # ended the attempt repeating it is a duplicate instead (duplicate_finish).
+            if call == "finish" and job.ended_by_agent:
                 attempt += 1
         else:
             attempt += 1
@@ -384,6 +434,8 @@ class StoreMachine(RuleBasedStateMachine):
         # An exit reported while ASSIGNED (the start call was lost) records the skipped start.
         ran = state == COMPLETED or stored_reason in ("exit_code", "oom", "timeout")
         steps = 2 if job.state == ASSIGNED and ran else 1
+        if state == FAILED and stored_reason in RETRYABLE_REASONS and job.retry_later(self.clock()):
+            state = QUEUED
         worker_before = self.store.workers.get(job.worker)["reserved"]
         outcome = self.store.jobs.finish(
             job_id,
@@ -393,14 +445,48 @@ class StoreMachine(RuleBasedStateMachine):
             reason=reason,
             error="boom" if reason == "error" else None,
             metrics={"duration_s": 1.0},
+            backoff=BACKOFF,
         )
         assert (outcome.state, outcome.version) == (state, job.version + steps)
         stored = self.store.jobs.get(job_id)
         assert (stored["reason"], stored["exit_code"]) == (stored_reason, exit_code)
+        assert (stored["retries"], stored["retry_at"]) == (job.retries, job.retry_at)
         worker_after = self.store.workers.get(job.worker)["reserved"]
         assert worker_after["jobs"] == worker_before["jobs"] - 1
         assert worker_after["memory_mb"] == worker_before["memory_mb"] - job.request.memory_mb
-        job.state, job.version = state, job.version + steps
+        job.version += steps - 1
+        job.end(state, self.clock())
+        job.ended_by_agent = True
+
+    @precondition(
+        lambda self: self._retryable_in_queue() and any(map(self._is_live, self.workers.values()))
+    )
+    @rule(
+        pick=PICK,
+        worker_pick=PICK,
+        reason=st.sampled_from([None, "oom", "timeout", "error", "deadline"]),
+    )
+    def run_and_fail(self, pick: int, worker_pick: int, reason: str | None) -> None:
+        """A job that may retry is placed, starts and fails by itself (its agent says so, or
+        the reaper finds it past its deadline): the path to a backoff, taken often enough to
+        reach promotion and the end of the retries."""
+        job_id = self._choose(self._retryable_in_queue(), pick)
+        live = [w for w, m in sorted(self.workers.items()) if self._is_live(m)]
+        self._commit([(job_id, self._choose(live, worker_pick))])
+        if self.jobs[job_id].state != ASSIGNED:  # it did not fit
+            return
+        self._start(job_id)
+        if reason == "deadline":
+            self._reap(job_id, MAX_REQUEUES)
+        else:
+            self._finish(job_id, 137 if reason else 1, reason)
+
+    def _retryable_in_queue(self) -> list[str]:
+        return [
+            j
+            for j in self._jobs_in(QUEUED)
+            if self.jobs[j].retry_at is None and self.jobs[j].max_retries > 0
+        ]
 
     @precondition(lambda self: self._jobs_in(ASSIGNED, RUNNING))
     @rule(pick=PICK, exit_code=EXIT_CODES, reason=REASONS, other_exit_code=EXIT_CODES)
@@ -415,7 +501,14 @@ class StoreMachine(RuleBasedStateMachine):
         before = snapshot(self.raw)
         for code, why in ((exit_code, reason), (other_exit_code, None)):
             again = self.store.jobs.finish(
-                job_id, job.worker, job.attempt, exit_code=code, reason=why, error=None, metrics={}
+                job_id,
+                job.worker,
+                job.attempt,
+                exit_code=code,
+                reason=why,
+                error=None,
+                metrics={},
+                backoff=BACKOFF,
             )
             assert (again.state, again.version) == (job.state, job.version)
         assert snapshot(self.raw) == before
@@ -425,9 +518,15 @@ class StoreMachine(RuleBasedStateMachine):
     @rule(pick=PICK)
     def cancel(self, pick: int) -> None:
         job_id = self._choose(
-            [*self._jobs_in(ASSIGNED, RUNNING), *sorted(self.jobs), NO_SUCH_JOB], pick
+            [
+                *self._jobs_in(ASSIGNED, RUNNING),
+                *self._waiting(),
+                *sorted(self.jobs),
+                *self._gone(),
+            ],
+            pick,
         )
-        if job_id == NO_SUCH_JOB:
+        if job_id not in self.jobs:
             with pytest.raises(NotFound):
                 self.store.jobs.cancel(job_id)
             return
@@ -441,7 +540,8 @@ class StoreMachine(RuleBasedStateMachine):
         outcome = self.store.jobs.cancel(job_id)
         if job.state == QUEUED:
             assert (outcome.state, outcome.version) == (CANCELLED, job.version + 1)
-            job.state, job.version = CANCELLED, job.version + 1
+            job.end(CANCELLED, self.clock())
+            job.retry_at = None
         else:
             # The agent is told to stop it; the job only ends when the agent says so.
             assert (outcome.state, outcome.version) == (job.state, job.version)
@@ -450,9 +550,9 @@ class StoreMachine(RuleBasedStateMachine):
     @rule(pick=PICK)
     def retry(self, pick: int) -> None:
         job_id = self._choose(
-            [*self._jobs_in(*TERMINAL_STATES) * 3, *sorted(self.jobs), NO_SUCH_JOB], pick
+            [*self._jobs_in(*TERMINAL_STATES) * 3, *sorted(self.jobs), *self._gone()], pick
         )
-        if job_id == NO_SUCH_JOB:
+        if job_id not in self.jobs:  # unknown, or deleted
             with pytest.raises(NotFound):
                 self.store.jobs.retry(job_id)
             return
@@ -465,9 +565,90 @@ class StoreMachine(RuleBasedStateMachine):
             return
         outcome = self.store.jobs.retry(job_id)
         assert (outcome.state, outcome.version) == (QUEUED, job.version + 1)
-        job.state, job.version, job.worker = QUEUED, job.version + 1, None
-        job.cancel_requested = False
-        job.retries += 1
+        job.end(QUEUED, self.clock())
+        job.worker, job.cancel_requested, job.ended_by_agent = None, False, False
+        job.user_retries += 1
+        job.retries = 0  # a fresh set of automatic retries
+
+    @rule(pick=PICK)
+    def delete(self, pick: int) -> None:
+        job_id = self._choose(
+            [*self._jobs_in(*TERMINAL_STATES) * 3, *sorted(self.jobs), *self._gone()], pick
+        )
+        if job_id not in self.jobs:
+            with pytest.raises(NotFound):
+                self.store.jobs.delete(job_id)
+            return
+        if self.jobs[job_id].state not in TERMINAL_STATES:
+            before = snapshot(self.raw)
+            with pytest.raises(InvalidState):
+                self.store.jobs.delete(job_id)
+            assert snapshot(self.raw) == before
+            return
+        self.store.jobs.delete(job_id)
+        self._forget(job_id)
+
+    def _forget(self, job_id: str) -> None:
+        del self.jobs[job_id]
+        self.deleted.append(job_id)
+
+    # The reaper's clocks
+
+    @precondition(lambda self: self._waiting())
+    @rule()
+    def promote_retries(self) -> None:
+        """Jobs whose backoff has passed enter the queue; the others keep waiting."""
+        now = self.clock()
+        due = [
+            j for j, m in sorted(self.jobs.items()) if m.retry_at is not None and m.retry_at <= now
+        ]
+        assert sorted(self.store.scheduling.promote_retries()) == due
+        for job_id in due:
+            self.jobs[job_id].retry_at = None
+
+    @precondition(lambda self: self._jobs_in(ASSIGNED, RUNNING))
+    @rule(pick=PICK, max_requeues=st.integers(0, MAX_REQUEUES))
+    def reap_overdue(self, pick: int, max_requeues: int) -> None:
+        """The reaper finds an assignment stale or a run past its deadline (the clocks are
+        tested in test_scheduler; here, what the step does): stale requeues without
+        spending a retry; timeout fails the run, which waits to retry if it may. A job that
+        moved on meanwhile is left alone."""
+        job_id = self._choose([*self._jobs_in(ASSIGNED, RUNNING) * 3, *sorted(self.jobs)], pick)
+        self._reap(job_id, max_requeues)
+
+    def _reap(self, job_id: str, max_requeues: int) -> None:
+        job = self.jobs[job_id]
+        kind = "stale" if job.state == ASSIGNED else "timeout"
+        args = (job_id, job.worker or "w-never", job.attempt, kind, max_requeues, BACKOFF)
+        if job.state not in ACTIVE_STATES:
+            before = snapshot(self.raw)
+            assert self.store.scheduling.reap(*args) == ""
+            assert snapshot(self.raw) == before
+            return
+        if job.cancel_requested:
+            job.end(CANCELLED, self.clock())
+        elif kind == "stale" and job.requeues < max_requeues:
+            job.end(QUEUED, self.clock())
+            job.requeues += 1
+        elif kind == "timeout" and job.retry_later(self.clock()):
+            job.end(QUEUED, self.clock())
+        else:
+            job.end(FAILED, self.clock())
+        assert self.store.scheduling.reap(*args) == job.state.value
+
+    @precondition(lambda self: self._jobs_in(*TERMINAL_STATES))
+    @rule(retention=st.integers(0, 120), limit=st.integers(1, 4))
+    def purge_finished(self, retention: int, limit: int) -> None:
+        """Retention deletes the jobs that finished longest ago, `limit` at a time."""
+        cutoff = self.clock() - retention
+        due = sorted(
+            (m.finished_at, j)
+            for j, m in self.jobs.items()
+            if m.finished_at is not None and m.finished_at <= cutoff
+        )[:limit]
+        assert self.store.jobs.purge_finished(retention, limit) == len(due)
+        for _, job_id in due:
+            self._forget(job_id)
 
     # What happens to workers
 
@@ -485,12 +666,12 @@ class StoreMachine(RuleBasedStateMachine):
         for job_id in self._held_by(worker_id):
             job = self.jobs[job_id]
             if job.cancel_requested:  # a cancelled job must not run again
-                job.state = CANCELLED
+                job.end(CANCELLED, self.clock())
             elif job.requeues < max_requeues:
-                job.state, job.requeues = QUEUED, job.requeues + 1
+                job.end(QUEUED, self.clock())
+                job.requeues += 1
             else:
-                job.state = FAILED
-            job.version += 1
+                job.end(FAILED, self.clock())
             expected[job_id] = job.state.value
         assert self.store.workers.mark_lost(worker_id, max_requeues=max_requeues) == expected
         worker.status = "lost"
@@ -545,6 +726,7 @@ class StoreMachine(RuleBasedStateMachine):
             pipe.hmget(
                 keys.job(job_id),
                 "state", "version", "attempt", "worker_id", "cancel_requested", "requeues",
+                "retries", "retry_at", "finished_at",
             )  # fmt: skip
             pipe.lrange(keys.job_events(job_id), 0, -1)
         replies = pipe.execute()
@@ -552,12 +734,20 @@ class StoreMachine(RuleBasedStateMachine):
             sorted(self.jobs), replies[::2], replies[1::2], strict=True
         ):
             job = self.jobs[job_id]
-            state, version, attempt, worker_id, cancel_requested, requeues = fields
+            (
+                state, version, attempt, worker_id, cancel_requested, requeues,
+                retries, retry_at, finished_at,
+            ) = fields  # fmt: skip
             assert (state, int(version), int(attempt)) == (job.state, job.version, job.attempt)
             # The last worker stays named (a lost one is still fenced out) until a retry.
             assert worker_id == job.worker
             # Lost-worker requeues count toward the limit; a user's retry does not reset it.
             assert int(requeues or 0) == job.requeues
+            # Automatic retries are spent by failures of the job itself, and a user's retry
+            # gives them all back.
+            assert int(retries) == job.retries
+            assert (float(retry_at) if retry_at else None) == job.retry_at
+            assert (float(finished_at) if finished_at else None) == job.finished_at
             if job.state in ACTIVE_STATES or job.state == QUEUED:
                 assert (cancel_requested == "1") == job.cancel_requested
             # Versions and attempts only grow.
@@ -566,7 +756,9 @@ class StoreMachine(RuleBasedStateMachine):
             self.seen[job_id] = (int(version), int(attempt))
             # Terminal stays terminal, except through an explicit retry.
             left_terminal = sum(1 for e in map(json.loads, events) if e["from"] in TERMINAL_STATES)
-            assert left_terminal == job.retries, f"{job_id} left a terminal state unasked"
+            assert left_terminal == job.user_retries, f"{job_id} left a terminal state unasked"
+        for job_id in self.deleted:
+            assert not r.exists(keys.job(job_id), keys.job_events(job_id)), job_id
         pipe = r.pipeline(transaction=False)
         for worker_id in sorted(self.workers):
             pipe.hgetall(keys.worker(worker_id))
