@@ -1,7 +1,7 @@
 """Server-sent event streams: a job's output, live until the job ends, and the feed of every
 job and worker change.
 
-Each stream reads Redis with XREAD in blocking slices of BLOCK_S. Under gunicorn's gevent
+Each stream reads Redis with XREAD in short blocking slices. Under gunicorn's gevent
 worker the standard library is monkey-patched before the app is built, so redis-py's
 socket waits yield to the other requests of the process instead of holding it. Between
 slices a stream checks whether to end (the job is over, the client has gone), so no
@@ -41,7 +41,11 @@ from shared.store.streams import Change, StreamStore
 
 log = logging.getLogger("jobyard.api")
 
-BLOCK_S = 2.0  # each blocking read, well under the Redis client's socket timeout (5 s)
+# Blocking reads stay well under the Redis client's socket timeout (5 s). A job's end
+# cannot wake a read of its output, so the output slice also bounds how late the end event
+# can be; the feed's reads wake on every change.
+OUTPUT_SLICE_S = 0.5
+FEED_SLICE_S = 2.0
 KEEPALIVE_S = 15.0
 RETRY_MS = 2000  # how long an EventSource waits before it reconnects
 OUTPUT_BATCH = 50  # chunks per read: at most about 3 MiB in memory per stream
@@ -99,8 +103,9 @@ class ChangeFeed(MethodView):
         """
         principal = current()
         viewer = None if principal.is_admin else principal.name
-        after = _resume_from(args, FEED_EVENT_ID)
         streams = services().store.streams
+        # Pinned here, not "$" on every read, which would skip what lands between reads.
+        after = _resume_from(args, FEED_EVENT_ID) or streams.last_change_id()
         return _event_stream(change_events(streams, after, viewer, _client_gone()))
 
 
@@ -111,19 +116,15 @@ def output_events(streams: StreamStore, job_id: str, after: int, gone: Gone) -> 
     yield f"retry: {RETRY_MS}\n\n"
     keepalive = _Keepalive()
     while not gone():
-        chunks = streams.read_output(job_id, after, OUTPUT_BATCH, block_s=None)
+        status, chunks = streams.poll_output(job_id, after, OUTPUT_BATCH)
+        if status is None:
+            return
         if not chunks:
-            status = streams.job_status(job_id)
-            if status is None:
-                return
             if status.state in TERMINAL_STATES:
-                # No output is stored once a job has ended: what is there now is all of it.
-                while chunks := streams.read_output(job_id, after, OUTPUT_BATCH, block_s=None):
-                    after = chunks[-1]["offset"]
-                    yield _chunk_events(chunks)
+                # Read after the status said so: no output is stored once a job has ended.
                 yield _event(EndEventSchema().dumps(status), event="end")
                 return
-            chunks = streams.read_output(job_id, after, OUTPUT_BATCH, block_s=BLOCK_S)
+            chunks = streams.wait_output(job_id, after, OUTPUT_BATCH, OUTPUT_SLICE_S)
         if chunks:
             after = chunks[-1]["offset"]
             keepalive.reset()
@@ -133,18 +134,15 @@ def output_events(streams: StreamStore, job_id: str, after: int, gone: Gone) -> 
 
 
 def change_events(
-    streams: StreamStore, after: str | None, viewer: str | None, gone: Gone
+    streams: StreamStore, after: str, viewer: str | None, gone: Gone
 ) -> Iterator[str]:
-    """Feed entries after `after` (from now when None) as they come; `viewer` None sees all,
-    a user name only the changes of that user's jobs."""
+    """Feed entries after the entry id `after` as they come; `viewer` None sees all, a user
+    name only the changes of that user's jobs."""
     yield f"retry: {RETRY_MS}\n\n"
-    if after is None:
-        # Pinned now: re-reading "$" on every slice would skip what lands between slices.
-        after = streams.last_change_id()
     owners = _Owners(streams)
     keepalive = _Keepalive()
     while not gone():
-        changes = streams.read_changes(after, FEED_BATCH, block_s=BLOCK_S)
+        changes = streams.wait_changes(after, FEED_BATCH, FEED_SLICE_S)
         if changes:
             after = changes[-1].id
             if viewer is not None:

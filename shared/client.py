@@ -162,9 +162,9 @@ def stream_events(
     last_event_id: str | None = None,
     read_timeout_s: float = SSE_READ_TIMEOUT_S,
 ) -> Iterator[ServerEvent]:
-    """Follow one text/event-stream of the API until the server ends it. An error answer
-    raises ApiError; a connection that fails or drops raises ApiUnreachable, so the caller
-    can reconnect with the last id it got."""
+    """Open one text/event-stream of the API, then iterate its events until the server ends
+    it. An error answer raises ApiError here; a connection that fails, here or while
+    iterating, raises ApiUnreachable, so the caller can reconnect with the last id it got."""
     headers = {"Accept": "text/event-stream"}
     if client.token:
         headers["Authorization"] = f"Bearer {client.token}"
@@ -177,12 +177,20 @@ def stream_events(
             stream=True,
             timeout=(client.timeout_s, read_timeout_s),
         )
-        with response:
-            if not response.ok:
-                raise _error_of(response)
-            yield from parse_events(lines_of(response.iter_content(chunk_size=None)))
     except requests.RequestException as exc:
         raise ApiUnreachable(str(exc)) from exc
+    if not response.ok:
+        with response:
+            raise _error_of(response)
+    return _events_of(response)
+
+
+def _events_of(response: requests.Response) -> Iterator[ServerEvent]:
+    with response:
+        try:
+            yield from parse_events(lines_of(response.iter_content(chunk_size=None)))
+        except requests.RequestException as exc:
+            raise ApiUnreachable(str(exc)) from exc
 
 
 def parse_events(lines: Iterable[str], last_id: str | None = None) -> Iterator[ServerEvent]:

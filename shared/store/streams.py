@@ -35,6 +35,9 @@ class Change:
     payload: dict[str, Any]
 
 
+STATUS_FIELDS = ("owner", "state", "reason", "exit_code", "error")
+
+
 class StreamStore:
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self.redis = client
@@ -42,38 +45,37 @@ class StreamStore:
 
     def job_status(self, job_id: str) -> JobStatus | None:
         """None when there is no such job (never was, or deleted)."""
-        owner, state, reason, exit_code, error = self.redis.hmget(
-            self.keys.job(job_id), "owner", "state", "reason", "exit_code", "error"
-        )
-        if state is None:
-            return None
-        return JobStatus(
-            job_id,
-            owner,
-            state,
-            reason or None,
-            int(exit_code) if exit_code not in (None, "") else None,
-            error or None,
-        )
+        return _status(job_id, self.redis.hmget(self.keys.job(job_id), *STATUS_FIELDS))
 
-    def read_output(
-        self, job_id: str, after: int, count: int, block_s: float | None
+    def poll_output(
+        self, job_id: str, after: int, count: int
+    ) -> tuple[JobStatus | None, list[dict[str, Any]]]:
+        """The job's status, then the chunks numbered above `after`, in one round trip. In
+        this order: when the status says the job has ended, the chunks are all there are."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hmget(self.keys.job(job_id), *STATUS_FIELDS)
+        pipe.xread({self.keys.job_output(job_id): f"{after}-0"}, count=count)
+        status, reply = pipe.execute()
+        return _status(job_id, status), [_chunk(*entry) for entry in _entries(reply)]
+
+    def wait_output(
+        self, job_id: str, after: int, count: int, block_s: float
     ) -> list[dict[str, Any]]:
-        """Output chunks numbered above `after`, oldest first, at most `count`. With
-        `block_s`, waits up to that long for the first one (keep it under the client's socket
-        timeout); without, answers at once."""
+        """Output chunks numbered above `after`, oldest first, at most `count`, waiting up to
+        `block_s` for the first (keep it under the client's socket timeout)."""
         reply = self.redis.xread(
             {self.keys.job_output(job_id): f"{after}-0"}, count=count, block=_block_ms(block_s)
         )
-        return [_chunk(entry_id, fields) for entry_id, fields in _entries(reply)]
+        return [_chunk(*entry) for entry in _entries(reply)]
 
     def last_change_id(self) -> str:
         """The id of the newest entry of the feed, so a new follower starts after it."""
         newest = self.redis.xrevrange(self.keys.events, "+", "-", count=1)
         return str(newest[0][0]) if newest else START_OF_FEED
 
-    def read_changes(self, after: str, count: int, block_s: float | None) -> list[Change]:
-        """Feed entries after the entry id `after`, oldest first, at most `count`."""
+    def wait_changes(self, after: str, count: int, block_s: float) -> list[Change]:
+        """Feed entries after the entry id `after`, oldest first, at most `count`, waiting up
+        to `block_s` for the first."""
         reply = self.redis.xread({self.keys.events: after}, count=count, block=_block_ms(block_s))
         return [
             Change(entry_id, fields["kind"], fields["id"], json.loads(fields["data"]))
@@ -88,9 +90,23 @@ class StreamStore:
         return dict(zip(job_ids, pipe.execute(), strict=True))
 
 
-def _block_ms(block_s: float | None) -> int | None:
+def _status(job_id: str, values: list[str | None]) -> JobStatus | None:
+    owner, state, reason, exit_code, error = values
+    if owner is None or state is None:
+        return None
+    return JobStatus(
+        job_id,
+        owner,
+        state,
+        reason or None,
+        int(exit_code) if exit_code else None,
+        error or None,
+    )
+
+
+def _block_ms(block_s: float) -> int:
     # BLOCK 0 would wait forever: the shortest real wait is one millisecond.
-    return None if block_s is None else max(1, round(block_s * 1000))
+    return max(1, round(block_s * 1000))
 
 
 def _entries(reply: Any) -> list[tuple[str, dict[str, str]]]:
