@@ -3,7 +3,7 @@
 from flask import Flask
 from flask_smorest import Api
 
-from api import attempts, jobs, ops, workers
+from api import attempts, jobs, ops, streams, workers
 from api.errors import register_error_handlers
 from api.extensions import Services
 from shared.config import Config
@@ -28,7 +28,7 @@ def create_app(config: Config | None = None, store: Store | None = None) -> Flas
         store = Store(connect(config.redis_url), config.redis_prefix)
     app.extensions["jobyard"] = Services(config, store)
     api = Api(app)
-    for blueprint in (jobs.blp, attempts.blp, workers.blp, ops.blp):
+    for blueprint in (jobs.blp, attempts.blp, workers.blp, ops.blp, streams.blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(ops.probes)
     register_error_handlers(app)

@@ -1,4 +1,4 @@
-"""`python -m bench [placement|dispatch|packing ...] [--quick]`: run the benchmarks, write
+"""`python -m bench [placement|dispatch|packing|output ...] [--quick]`: run the benchmarks, write
 bench/results/<name>.json, and print a markdown table for the README."""
 
 import argparse
@@ -9,13 +9,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import dispatch, packing, placement
+from bench import dispatch, output, packing, placement
 from bench.report import BenchResult, machine_line, markdown_table, write_result
 
 BENCHMARKS: dict[str, Callable[[bool, Path], BenchResult]] = {
     "placement": placement.run,
     "dispatch": dispatch.run,
     "packing": lambda quick, _workdir: packing.run(quick),
+    "output": output.run,
 }
 
 

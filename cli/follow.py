@@ -1,28 +1,27 @@
 """Job output on the terminal: `jobyard logs [-f]` and `jobyard submit --follow`.
 
-Following polls GET /api/v1/jobs/{id}/output every 0.2 s, writes stdout chunks to stdout and
-stderr chunks to stderr, and when the job ends returns its exit code, as `docker run` does.
+Following reads the job's output stream (server-sent events), writes stdout chunks to
+stdout and stderr chunks to stderr, reconnects after the last chunk it printed when the
+connection drops, and when the job ends returns its exit code, as `docker run` does.
 """
 
-import functools
+import json
 import time
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from cli.context import api_command, make_client
 from cli.render import outcome
-from shared.states import TERMINAL_STATES
 
 if TYPE_CHECKING:
     from shared.client import ApiClient
 
-POLL_S = 0.2
-JOB_CHECK_EVERY = 5  # idle polls between looks at the job, in case `complete` never comes
 RECONNECT_S = 30.0  # how long a follower waits for an API that went away (a restart)
-
-T = TypeVar("T")
+RECONNECT_PAUSE_S = 1.0
+# Answers worth reconnecting after: the API is up but its Redis is not (yet).
+TRANSIENT_STATUSES = frozenset({0, 502, 503, 504})
 
 
 def print_chunks(chunks: list[Mapping[str, Any]]) -> None:
@@ -40,39 +39,36 @@ def print_available(client: "ApiClient", job_id: str, offset: int = 0) -> int:
             return offset
 
 
-def retrying(call: Callable[[], T]) -> T:
-    """Call, retrying for a while when the API is unreachable."""
-    from shared.client import ApiUnreachable
+def follow_output(client: "ApiClient", job_id: str) -> dict[str, Any]:
+    """Print output as it arrives until the job has ended and all of it is printed; returns
+    the stream's end event ({id, state, reason, exit_code, error})."""
+    from shared.client import ApiError, stream_events
 
-    deadline = time.monotonic() + RECONNECT_S
+    path = f"/api/v1/jobs/{job_id}/output/stream"
+    last_id: str | None = None
+    deadline: float | None = None
     while True:
         try:
-            return call()
-        except ApiUnreachable:
-            if time.monotonic() > deadline:
+            for event in stream_events(client, path, last_event_id=last_id):
+                deadline = None  # connected: a later drop gets the whole wait again
+                if event.event == "end":
+                    end: dict[str, Any] = json.loads(event.data)
+                    return end
+                print_chunks([json.loads(event.data)])
+                last_id = event.last_id
+        except ApiError as exc:
+            if exc.status not in TRANSIENT_STATUSES:
                 raise
-            time.sleep(1.0)
-
-
-def is_finished(client: "ApiClient", job_id: str) -> bool:
-    return retrying(lambda: client.job(job_id)).get("state") in TERMINAL_STATES
-
-
-def follow_output(client: "ApiClient", job_id: str) -> None:
-    """Print output as it arrives until the job has ended and all of it is printed."""
-    offset, idle_polls = 0, 0
-    while True:
-        body = retrying(functools.partial(client.output, job_id, offset))
-        print_chunks(body["chunks"])
-        offset = body.get("next_offset", offset)
-        if body.get("complete"):
-            return
-        idle_polls = 0 if body["chunks"] else idle_polls + 1
-        if idle_polls and idle_polls % JOB_CHECK_EVERY == 0 and is_finished(client, job_id):
-            print_available(client, job_id, offset)
-            return
-        if not body["chunks"]:
-            time.sleep(POLL_S)
+            failure = exc
+        else:
+            failure = ApiError(0, "ended_early", f"the output stream of job {job_id} ended early")
+        # Dropped, refused for now, or ended early (an API restarting): resume after the
+        # last chunk printed, for a while.
+        now = time.monotonic()
+        deadline = deadline or now + RECONNECT_S
+        if now > deadline:
+            raise failure
+        time.sleep(RECONNECT_PAUSE_S)
 
 
 def exit_status(job: Mapping[str, Any]) -> int:
@@ -94,12 +90,12 @@ def exit_status(job: Mapping[str, Any]) -> int:
 def follow_job(client: "ApiClient", job_id: str) -> int:
     """Stream the job's output, then return the exit status `jobyard` should end with."""
     try:
-        follow_output(client, job_id)
+        end = follow_output(client, job_id)
     except KeyboardInterrupt:
         hint = f"job {job_id} keeps running (jobyard cancel {job_id})"
         click.echo(f"\nstopped following; {hint}", err=True)
         return 130
-    return exit_status(retrying(lambda: client.job(job_id)))
+    return exit_status(end)
 
 
 @click.command()

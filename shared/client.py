@@ -4,7 +4,8 @@ Every non-2xx answer becomes an ApiError carrying the status and the error code 
 JSON error body, so callers branch on `exc.status` (409 stale attempt, 410 lost, ...).
 """
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -141,3 +142,105 @@ class ApiClient:
         return self.request(
             "POST", f"/api/v1/jobs/{job_id}/attempts/{attempt}/result", json=dict(body)
         )
+
+
+# Server-sent events (the SSE endpoints: a job's output, the change feed)
+
+# A stream sends a comment every 15 s; three missed ones mean the connection is dead.
+SSE_READ_TIMEOUT_S = 45.0
+
+
+@dataclass(frozen=True)
+class ServerEvent:
+    data: str
+    event: str = "message"
+    # The last id the server set, as EventSource keeps it: the id to resume after.
+    last_id: str | None = None
+
+
+def stream_events(
+    client: ApiClient,
+    path: str,
+    *,
+    last_event_id: str | None = None,
+    read_timeout_s: float = SSE_READ_TIMEOUT_S,
+) -> Iterator[ServerEvent]:
+    """Open one text/event-stream of the API, then iterate its events until the server ends
+    it. An error answer raises ApiError here; a connection that fails, here or while
+    iterating, raises ApiUnreachable, so the caller can reconnect with the last id it got."""
+    headers = {"Accept": "text/event-stream"}
+    if client.token:
+        headers["Authorization"] = f"Bearer {client.token}"
+    if last_event_id:
+        headers["Last-Event-ID"] = last_event_id
+    try:
+        response = client._session.get(
+            client.base_url + path,
+            headers=headers,
+            stream=True,
+            timeout=(client.timeout_s, read_timeout_s),
+        )
+    except requests.RequestException as exc:
+        raise ApiUnreachable(str(exc)) from exc
+    if not response.ok:
+        with response:
+            raise _error_of(response)
+    return _events_of(response)
+
+
+def _events_of(response: requests.Response) -> Iterator[ServerEvent]:
+    with response:
+        try:
+            yield from parse_events(lines_of(response.iter_content(chunk_size=None)))
+        except requests.RequestException as exc:
+            raise ApiUnreachable(str(exc)) from exc
+
+
+def parse_events(lines: Iterable[str], last_id: str | None = None) -> Iterator[ServerEvent]:
+    """Events from the lines of an event stream, by the rules of the SSE specification:
+    `field: value` lines, comments starting with ':', a blank line ending each event."""
+    data: list[str] = []
+    event = ""
+    for line in lines:
+        if not line:
+            if data:
+                yield ServerEvent("\n".join(data), event or "message", last_id)
+            data, event = [], ""
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "data":
+            data.append(value)
+        elif name == "event":
+            event = value
+        elif name == "id" and "\0" not in value:
+            last_id = value
+        # Comments (empty name), retry and unknown fields: nothing to do here.
+
+
+def lines_of(chunks: Iterable[bytes]) -> Iterator[str]:
+    """Lines of a byte stream however it is cut into chunks, without their line ends."""
+    pending = bytearray()
+    for chunk in chunks:
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            pending += chunk[start:end]
+            yield pending.rstrip(b"\r").decode("utf-8", errors="replace")
+            pending.clear()
+            start = end + 1
+        pending += chunk[start:]
+
+
+def _error_of(response: requests.Response) -> ApiError:
+    """The ApiError of a non-2xx answer, from its JSON error body when it has one."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    error = body.get("error", {}) if isinstance(body, dict) else {}
+    return ApiError(
+        response.status_code,
+        error.get("code", "http_error"),
+        error.get("message", response.text[:200]),
+        error.get("details"),
+    )

@@ -1,7 +1,7 @@
 """The Redis store: the single source of truth for jobs, workers and tokens.
 
 `Store` bundles one client, its registered scripts and the key builder; the parts are
-`jobs`, `workers`, `tokens` and `scheduling`. Only the api and scheduler use it.
+`jobs`, `workers`, `tokens`, `scheduling` and `streams`. Only the api and scheduler use it.
 """
 
 from collections.abc import Callable
@@ -15,6 +15,7 @@ from shared.store.jobs import JobStore
 from shared.store.keys import Keys
 from shared.store.scheduling import SchedulingStore
 from shared.store.scripts import Scripts
+from shared.store.streams import StreamStore
 from shared.store.tokens import TokenStore
 from shared.store.workers import WorkerStore
 
@@ -37,6 +38,7 @@ class Store:
         self.workers = WorkerStore(client, self.keys, scripts, clock)
         self.tokens = TokenStore(client, self.keys)
         self.scheduling = SchedulingStore(client, self.keys, scripts, clock)
+        self.streams = StreamStore(client, self.keys)
 
 
 def connect(redis_url: str) -> redis.Redis:

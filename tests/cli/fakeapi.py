@@ -1,7 +1,8 @@
 """A scripted fake of the jobyard API over real HTTP, for the CLI tests.
 
 It answers each (method, path) with the responses a test gives, in order (the last one
-repeats), and records every request, so a test sees exactly what the CLI sent.
+repeats): JSON bodies, or Raw ones such as event streams. It records every request, so a
+test sees exactly what the CLI sent.
 """
 
 import json
@@ -12,6 +13,15 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+
+@dataclass(frozen=True)
+class Raw:
+    """A body sent as is, with no Content-Length: the response ends when the connection
+    closes, as a server-sent event stream that drops does."""
+
+    body: bytes
+    content_type: str = "text/event-stream"
 
 
 @dataclass
@@ -61,8 +71,13 @@ def handler_for(api: FakeApi) -> type[BaseHTTPRequestHandler]:
                 )
             )
             status, body = api.next_response(self.command, parts.path)
-            data = json.dumps(body).encode()
             self.send_response(status)
+            if isinstance(body, Raw):
+                self.send_header("Content-Type", body.content_type)
+                self.end_headers()
+                self.wfile.write(body.body)
+                return
+            data = json.dumps(body).encode()
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()

@@ -1,13 +1,15 @@
 """The client commands against a scripted fake API: what they send, what they print, and the
 exit status of `submit --follow` / `logs -f`, which mirrors the job's exit code."""
 
+import json
 from collections.abc import Callable
 
 import pytest
 from click.testing import Result
 
 from cli.follow import exit_status
-from tests.cli.fakeapi import FakeApi
+from shared.client import ServerEvent, lines_of, parse_events
+from tests.cli.fakeapi import FakeApi, Raw
 
 JOB = {
     "id": "j1",
@@ -83,45 +85,102 @@ def test_submit_rejects_a_malformed_env_pair(run: Callable[..., Result]) -> None
     assert "KEY=VALUE" in result.stderr
 
 
+def sse_chunk(offset: int, stream: str, data: str) -> str:
+    return f"id: {offset}\ndata: {json.dumps(chunk(offset, stream, data))}\n\n"
+
+
+def sse_end(**job: object) -> str:
+    end = {"id": "j1", "reason": None, "exit_code": None, "error": None, **job}
+    return f"event: end\ndata: {json.dumps(end)}\n\n"
+
+
+def stream(*events: str) -> Raw:
+    return Raw(("retry: 2000\n\n" + "".join(events)).encode())
+
+
+STREAM = "/api/v1/jobs/j1/output/stream"
+
+
+@pytest.fixture
+def quick_reconnect(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("cli.follow.RECONNECT_PAUSE_S", 0.01)
+
+
 def test_submit_follow_streams_and_exits_with_the_job_code(
     fake_api: FakeApi, run: Callable[..., Result]
 ) -> None:
     fake_api.answer("POST", "/api/v1/jobs", (201, JOB))
     fake_api.answer(
-        "GET", "/api/v1/jobs/j1/output",
-        output([chunk(0, "stdout", "hello\n")], 6, False),
-        output([], 6, False),
-        output([chunk(6, "stderr", "oops\n"), chunk(11, "stdout", "bye\n")], 15, True),
+        "GET", STREAM,
+        stream(
+            sse_chunk(1, "stdout", "hello\n"),
+            ": keep-alive\n\n",
+            sse_chunk(2, "stderr", "oops\n"),
+            sse_chunk(3, "stdout", "bye\n"),
+            sse_end(state="FAILED", reason="exit_code", exit_code=3),
+        ),
     )  # fmt: skip
-    fake_api.answer(
-        "GET", "/api/v1/jobs/j1", {**JOB, "state": "FAILED", "reason": "exit_code", "exit_code": 3}
-    )
     result = run("submit", "--follow", "--", "sh", "-c", "exit 3")
     assert result.exit_code == 3, result.output
     assert result.stdout == "hello\nbye\n"
-    assert "oops\n" in result.stderr
-    offsets = [r.query["offset"] for r in fake_api.sent("GET", "/api/v1/jobs/j1/output")]
-    assert offsets == [["0"], ["6"], ["6"]]
+    assert result.stderr == "job j1 submitted\noops\n"
+    (sent,) = fake_api.sent("GET", STREAM)
+    assert sent.headers["Authorization"] == "Bearer t0k"
+    assert "Last-Event-ID" not in sent.headers
 
 
 def test_logs_follow_of_a_cancelled_job_exits_1_with_its_state(
     fake_api: FakeApi, run: Callable[..., Result]
 ) -> None:
-    fake_api.answer("GET", "/api/v1/jobs/j1/output", output([chunk(0, "stdout", "x")], 1, True))
-    fake_api.answer("GET", "/api/v1/jobs/j1", {**JOB, "state": "CANCELLED", "reason": "cancelled"})
+    fake_api.answer(
+        "GET",
+        STREAM,
+        stream(sse_chunk(1, "stdout", "x"), sse_end(state="CANCELLED", reason="cancelled")),
+    )
     result = run("logs", "-f", "j1")
     assert result.exit_code == 1
     assert result.stdout == "x"
     assert "CANCELLED (cancelled)" in result.stderr
 
 
-def test_follow_ends_when_the_job_ended_even_without_complete(
+def test_follow_resumes_after_the_last_chunk_printed_when_the_stream_drops(
+    fake_api: FakeApi, run: Callable[..., Result], quick_reconnect: None
+) -> None:
+    fake_api.answer(
+        "GET", STREAM,
+        stream(sse_chunk(1, "stdout", "one\n"), sse_chunk(2, "stdout", "two\n")),
+        (503, {"error": {"code": "unavailable", "message": "the job store is unreachable"}}),
+        stream(sse_chunk(3, "stdout", "three\n"), sse_end(state="COMPLETED", exit_code=0)),
+    )  # fmt: skip
+    result = run("logs", "-f", "j1")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "one\ntwo\nthree\n"
+    resumed = [r.headers.get("Last-Event-ID") for r in fake_api.sent("GET", STREAM)]
+    assert resumed == [None, "2", "2"]
+
+
+def test_follow_of_an_unknown_job_fails_at_once(
     fake_api: FakeApi, run: Callable[..., Result]
 ) -> None:
-    fake_api.answer("GET", "/api/v1/jobs/j1/output", output([], 0, False))
-    fake_api.answer("GET", "/api/v1/jobs/j1", {**JOB, "state": "COMPLETED", "exit_code": 0})
-    result = run("logs", "--follow", "j1")
-    assert result.exit_code == 0, result.output
+    fake_api.answer("GET", STREAM, (404, {"error": {"code": "not_found", "message": "no job j1"}}))
+    result = run("logs", "-f", "j1")
+    assert result.exit_code == 1
+    assert result.stderr == "error: no job j1\n"
+    assert len(fake_api.sent("GET", STREAM)) == 1
+
+
+def test_follow_gives_up_on_a_stream_that_keeps_ending_early(
+    fake_api: FakeApi,
+    run: Callable[..., Result],
+    quick_reconnect: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("cli.follow.RECONNECT_S", 0.2)
+    fake_api.answer("GET", STREAM, stream(": keep-alive\n\n"))
+    result = run("logs", "-f", "j1")
+    assert result.exit_code == 1
+    assert "ended early" in result.stderr
+    assert len(fake_api.sent("GET", STREAM)) > 1
 
 
 def test_logs_without_follow_prints_what_is_there(
@@ -217,3 +276,13 @@ def test_workers_table(fake_api: FakeApi, run: Callable[..., Result]) -> None:
     assert result.exit_code == 0, result.output
     row = result.stdout.splitlines()[1].split()
     assert row == ["w1", "box", "alive", "0.5/4", "256/8192", "1/4"]
+
+
+def test_event_streams_are_parsed_by_the_sse_rules_however_the_bytes_are_cut() -> None:
+    raw = [
+        b"retry: 2000\r\n\r\n: keep-alive\n\nid: 7\nda",
+        b'ta: {"a": 1}\n\nevent: end\ndata: x\ndata:y\n',
+        b"\nid: 8\ndata: never ended",
+    ]
+    events = list(parse_events(lines_of(raw)))
+    assert events == [ServerEvent('{"a": 1}', "message", "7"), ServerEvent("x\ny", "end", "7")]

@@ -1,0 +1,124 @@
+"""Read-only views for live streams: a job's output and the global change feed, read with
+XREAD in bounded blocking slices, and the little of a job a stream needs between slices."""
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from shared.store.keys import Keys
+
+# The change feed's entry ids are Redis stream ids: milliseconds-sequence.
+START_OF_FEED = "0-0"
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """What a stream checks between slices: whose job it is and whether it has ended."""
+
+    id: str
+    owner: str
+    state: str
+    reason: str | None
+    exit_code: int | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of the global feed: a job transition or a worker status change."""
+
+    id: str  # the stream entry id, which a client resumes from
+    kind: str  # job | worker
+    subject: str  # the job or worker id
+    payload: dict[str, Any]
+
+
+STATUS_FIELDS = ("owner", "state", "reason", "exit_code", "error")
+
+
+class StreamStore:
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self.redis = client
+        self.keys = keys
+
+    def job_status(self, job_id: str) -> JobStatus | None:
+        """None when there is no such job (never was, or deleted)."""
+        return _status(job_id, self.redis.hmget(self.keys.job(job_id), *STATUS_FIELDS))
+
+    def poll_output(
+        self, job_id: str, after: int, count: int
+    ) -> tuple[JobStatus | None, list[dict[str, Any]]]:
+        """The job's status, then the chunks numbered above `after`, in one round trip. In
+        this order: when the status says the job has ended, the chunks are all there are."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hmget(self.keys.job(job_id), *STATUS_FIELDS)
+        pipe.xread({self.keys.job_output(job_id): f"{after}-0"}, count=count)
+        status, reply = pipe.execute()
+        return _status(job_id, status), [_chunk(*entry) for entry in _entries(reply)]
+
+    def wait_output(
+        self, job_id: str, after: int, count: int, block_s: float
+    ) -> list[dict[str, Any]]:
+        """Output chunks numbered above `after`, oldest first, at most `count`, waiting up to
+        `block_s` for the first (keep it under the client's socket timeout)."""
+        reply = self.redis.xread(
+            {self.keys.job_output(job_id): f"{after}-0"}, count=count, block=_block_ms(block_s)
+        )
+        return [_chunk(*entry) for entry in _entries(reply)]
+
+    def last_change_id(self) -> str:
+        """The id of the newest entry of the feed, so a new follower starts after it."""
+        newest = self.redis.xrevrange(self.keys.events, "+", "-", count=1)
+        return str(newest[0][0]) if newest else START_OF_FEED
+
+    def wait_changes(self, after: str, count: int, block_s: float) -> list[Change]:
+        """Feed entries after the entry id `after`, oldest first, at most `count`, waiting up
+        to `block_s` for the first."""
+        reply = self.redis.xread({self.keys.events: after}, count=count, block=_block_ms(block_s))
+        return [
+            Change(entry_id, fields["kind"], fields["id"], json.loads(fields["data"]))
+            for entry_id, fields in _entries(reply)
+        ]
+
+    def owners(self, job_ids: list[str]) -> dict[str, str | None]:
+        """Owner of each job; None for a job that no longer exists."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hget(self.keys.job(job_id), "owner")
+        return dict(zip(job_ids, pipe.execute(), strict=True))
+
+
+def _status(job_id: str, values: list[str | None]) -> JobStatus | None:
+    owner, state, reason, exit_code, error = values
+    if owner is None or state is None:
+        return None
+    return JobStatus(
+        job_id,
+        owner,
+        state,
+        reason or None,
+        int(exit_code) if exit_code else None,
+        error or None,
+    )
+
+
+def _block_ms(block_s: float) -> int:
+    # BLOCK 0 would wait forever: the shortest real wait is one millisecond.
+    return max(1, round(block_s * 1000))
+
+
+def _entries(reply: Any) -> list[tuple[str, dict[str, str]]]:
+    """The entries of a one-stream XREAD reply: [[stream, entries]], or None when none came."""
+    return list(reply[0][1]) if reply else []
+
+
+def _chunk(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
+    # Same shape as JobStore.read_output: the entry number is the chunk's offset.
+    return {
+        "offset": int(entry_id.split("-")[0]),
+        "stream": fields["stream"],
+        "at": float(fields["at"]),
+        "data": fields["data"],
+    }
