@@ -433,9 +433,7 @@ class Agent:
         elif attempt.stale:
             self.outbox.remove(pending)  # the control plane took the attempt back
 
-    def _deliver_result(
-        self, pending: PendingResult, give_up: Callable[[float], bool]
-    ) -> Outcome:
+    def _deliver_result(self, pending: PendingResult, give_up: Callable[[float], bool]) -> Outcome:
         """Post the result until the API answers; its file goes once the API has taken or
         refused it, and stays (for the next start) if we give up first."""
         outcome = self._call_until_done(
