@@ -2,6 +2,7 @@
 redis-server itself (AOF, appendfsync always). Nothing acknowledged is lost: every job
 completes, every output line is stored exactly once and in order, no process gives up."""
 
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -64,7 +65,7 @@ def test_an_agent_killed_mid_job_loses_it_to_the_other_agent(
         workdir,
         docker_image,
         JOBYARD_REDIS_PREFIX="crash-agent:",
-        JOBYARD_WORKER_TIMEOUT_S="3",
+        JOBYARD_WORKER_TIMEOUT_S="5",
     )
     try:
         cluster.start_all(workers=2, JOBYARD_WORKER_CPU="1", JOBYARD_WORKER_MEMORY_MB="1024")
@@ -72,11 +73,13 @@ def test_an_agent_killed_mid_job_loses_it_to_the_other_agent(
         first = cluster.wait_for_state(job_id, {"RUNNING"}, timeout_s=30)["worker_id"]
         victim = cluster.worker_process(first)
 
-        cluster.kill(victim)
-
         def containers_of_first() -> list:
             filters = {"label": f"jobyard.worker={first}"}
             return docker_client.containers.list(all=True, filters=filters)
+
+        # RUNNING comes just before the container does: kill the agent once it runs.
+        wait_until(containers_of_first, timeout=30)
+        cluster.kill(victim)
 
         assert containers_of_first(), "the first attempt's container died with its agent"
         job = cluster.wait_for_state(job_id, TERMINAL, timeout_s=40)
@@ -105,16 +108,14 @@ def test_an_agent_killed_mid_job_loses_it_to_the_other_agent(
 
 
 def test_a_frozen_agent_that_wakes_after_its_job_moved_on_is_refused(
-    redis_url: str, workdir: Path, docker_image: str
+    redis_url: str, workdir: Path, docker_image: str, docker_client: docker.DockerClient
 ) -> None:
-    import signal
-
     cluster = make_cluster(
         redis_url,
         workdir,
         docker_image,
         JOBYARD_REDIS_PREFIX="crash-frozen:",
-        JOBYARD_WORKER_TIMEOUT_S="3",
+        JOBYARD_WORKER_TIMEOUT_S="5",
     )
     try:
         cluster.start_all(workers=2, JOBYARD_WORKER_CPU="1", JOBYARD_WORKER_MEMORY_MB="1024")
@@ -122,6 +123,8 @@ def test_a_frozen_agent_that_wakes_after_its_job_moved_on_is_refused(
         first = cluster.wait_for_state(job_id, {"RUNNING"}, timeout_s=30)["worker_id"]
         victim = cluster.worker_process(first)
         process = cluster.processes[victim]
+        filters = {"label": f"jobyard.worker={first}"}
+        wait_until(lambda: docker_client.containers.list(all=True, filters=filters), timeout=30)
 
         process.send_signal(signal.SIGSTOP)  # a partition, as the control plane sees it
         job = cluster.wait_for_state(job_id, TERMINAL, timeout_s=40)
