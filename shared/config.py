@@ -143,6 +143,7 @@ class Config:
     max_parallel_jobs: int = _setting("JOBYARD_MAX_PARALLEL_JOBS", 4, _positive_int)
     worker_labels: dict[str, str] = _setting("JOBYARD_WORKER_LABELS", {}, _labels)
     kill_grace_s: float = _setting("JOBYARD_KILL_GRACE_S", 5.0, _positive_float)
+    agent_spool_mb: int = _setting("JOBYARD_AGENT_SPOOL_MB", 256, _non_negative_int)
 
     def __post_init__(self) -> None:
         if self.retry_backoff_max_s < self.retry_backoff_s:

@@ -1,5 +1,9 @@
 """The agent loop: register, heartbeat, long-poll for assignments, run each attempt in its
-own thread (start, execute with streamed output, report the result), drain on SIGTERM."""
+own thread (start, execute with streamed output, report the result), drain on SIGTERM.
+
+It rides out an unreachable or failing control plane: every call is retried with backoff,
+output is buffered (on disk past a limit) and results are kept in the state directory until
+the API has answered, even across a restart of the agent."""
 
 import logging
 import signal
@@ -8,16 +12,20 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from shared import clock
 from shared.client import ApiClient, ApiError
 from shared.config import Config
+from worker_agent.backoff import Backoff
 from worker_agent.executors import Executor, ExecutorUnavailable, make_executor
 from worker_agent.executors.base import ExecResult, JobRun, OutputSink, error_result
 from worker_agent.host import detect_capacity, host_metrics
 from worker_agent.logfmt import log_event
 from worker_agent.output import NOT_OURS, OutputStreamer, is_transient
+from worker_agent.results import PendingResult, ResultOutbox
+from worker_agent.spool import MIB, clear_spools
 from worker_agent.state import AgentState, StateDirInUse
 
 log = logging.getLogger(__name__)
@@ -26,8 +34,6 @@ DRAIN_TIMEOUT_S = 60.0
 POLL_WAIT_S = 20.0
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 5.0
-# How long a finished attempt may spend delivering its last output before its result goes.
-OUTPUT_CLOSE_TIMEOUT_S = 120.0
 # Granularity of waits that must notice a stop request (set by a signal handler).
 STOP_POLL_S = 0.1
 # Answers meaning our worker identity is gone: register anew.
@@ -36,6 +42,12 @@ IDENTITY_LOST = frozenset({401, 410})
 
 class RegistrationRefused(RuntimeError):
     """The API refused to register this worker (bad join token, invalid capacity)."""
+
+
+class Outcome(Enum):
+    DONE = "done"  # the API took it
+    REFUSED = "refused"  # the API answered no (409: the attempt is not ours any more)
+    ABANDONED = "abandoned"  # we stopped asking: the attempt went stale or the agent stops
 
 
 @dataclass
@@ -62,6 +74,7 @@ class Agent:
         self._join_token = self.client.token or config.worker_join_token
         self.executor = executor or make_executor(config)
         self.state = AgentState(config.agent_state_dir)
+        self.outbox = ResultOutbox(self.state.results_dir)
         self.drain_timeout_s = drain_timeout_s
         self.poll_wait_s = poll_wait_s
         self.worker_id = ""
@@ -89,7 +102,8 @@ class Agent:
         """Register, then serve until stop() is called; returns once drained."""
         self.state.lock()
         try:
-            if not self._register():
+            clear_spools(self.state.spool_dir)
+            if not self._deliver_leftovers() or not self._register():
                 return
             self._spawn(self._heartbeat_loop, "heartbeat")
             self._spawn(self._poll_loop, "poll")
@@ -139,7 +153,7 @@ class Agent:
         """Remove what earlier ids left running, then join; False if stopped meanwhile."""
         self._remove_orphans()
         body = self._registration()
-        delay = BACKOFF_FIRST_S
+        backoff = Backoff(BACKOFF_FIRST_S, BACKOFF_MAX_S)
         while True:
             try:
                 answer = self.client.register(body)
@@ -147,10 +161,10 @@ class Agent:
             except ApiError as exc:
                 if not is_transient(exc):
                     raise RegistrationRefused(f"the API refused to register: {exc}") from exc
+                delay = backoff.next()
                 self._log("register_failed", logging.WARNING, error=exc, retry_s=delay)
             if self._wait_stop(delay):
                 return False
-            delay = min(delay * 2, BACKOFF_MAX_S)
         self._adopt(answer)
         return True
 
@@ -204,11 +218,19 @@ class Agent:
 
     def _heartbeat_loop(self) -> None:
         # It goes on while draining: a silent worker would be declared lost mid-drain.
+        backoff = Backoff(BACKOFF_FIRST_S, BACKOFF_MAX_S)
         while not self._finished.is_set():
-            self._heartbeat_once()
-            self._finished.wait(self.heartbeat_s)
+            if self._heartbeat_once():
+                backoff.reset()
+                delay = self.heartbeat_s
+            else:
+                # Sooner than the period: once the API is back, the first heartbeat should
+                # land before the control plane's worker timeout runs out.
+                delay = min(backoff.next(), self.heartbeat_s)
+            self._finished.wait(delay)
 
-    def _heartbeat_once(self) -> None:
+    def _heartbeat_once(self) -> bool:
+        """One heartbeat and what its answer asks; False if it did not get through."""
         generation = self._generation
         running = [{"id": a.key[0], "attempt": a.key[1]} for a in self._snapshot() if not a.stale]
         try:
@@ -216,17 +238,18 @@ class Agent:
         except ApiError as exc:
             if exc.status in IDENTITY_LOST:
                 self._reregister(generation)
-            else:
-                self._log("heartbeat_failed", logging.WARNING, error=exc)
-            return
+                return True
+            self._log("heartbeat_failed", logging.WARNING, error=exc)
+            return False
         except Exception as exc:
             self._log("heartbeat_failed", logging.ERROR, error=repr(exc))
-            return
+            return False
         answer = answer if isinstance(answer, dict) else {}
         for job_id in answer.get("cancel") or []:
             self._cancel_job(str(job_id), stale=False)
         for job_id in answer.get("stop") or []:
             self._cancel_job(str(job_id), stale=True)
+        return True
 
     def _cancel_job(self, job_id: str, stale: bool) -> None:
         for attempt in self._snapshot():
@@ -253,7 +276,7 @@ class Agent:
     # Assignments
 
     def _poll_loop(self) -> None:
-        delay = BACKOFF_FIRST_S
+        backoff = Backoff(BACKOFF_FIRST_S, BACKOFF_MAX_S)
         while not self._stop_requested:
             generation = self._generation
             try:
@@ -262,17 +285,18 @@ class Agent:
                 if exc.status in IDENTITY_LOST:
                     self._reregister(generation)
                     continue
+                delay = backoff.next()
                 self._log("poll_failed", logging.WARNING, error=exc, retry_s=delay)
             except Exception as exc:
+                delay = backoff.next()
                 self._log("poll_failed", logging.ERROR, error=repr(exc), retry_s=delay)
             else:
-                delay = BACKOFF_FIRST_S
+                backoff.reset()
                 for job in jobs:
                     self._accept(job)
                 continue
             if self._wait_stop(delay):
                 return
-            delay = min(delay * 2, BACKOFF_MAX_S)
 
     def _accept(self, job: Mapping[str, Any]) -> None:
         try:
@@ -314,13 +338,27 @@ class Agent:
         if not self._start(attempt):
             return
         streamer = OutputStreamer(
-            self.client, job_id, number, attempt.cancel, worker_id=self.worker_id
+            self.client,
+            job_id,
+            number,
+            attempt.cancel,
+            worker_id=self.worker_id,
+            spool_dir=self.state.spool_dir / f"{job_id.encode().hex()}.{number}",
+            max_spool_bytes=self.config.agent_spool_mb * MIB,
         )
         try:
             result = self._run_executor(attempt, streamer.sink)
+            # Kept before anything is sent: from here on, a crash of the agent or an outage
+            # of the API cannot lose it.
+            pending = PendingResult(
+                job_id, number, self.worker_id, self.client.token, result.to_wire()
+            )
+            self._keep(pending)
         finally:
-            complete = streamer.close(OUTPUT_CLOSE_TIMEOUT_S)
+            # The output goes first: the API refuses output for an attempt that has ended.
+            complete = streamer.close()
         if attempt.stale or streamer.stale:
+            self.outbox.remove(pending)
             self._log(
                 "attempt_dropped",
                 logging.WARNING,
@@ -332,12 +370,31 @@ class Agent:
             return
         if not complete:
             self._log("output_incomplete", logging.WARNING, job=job_id, attempt=number)
-        self._report(attempt, result)
+        self._report(attempt, pending)
+
+    def _keep(self, pending: PendingResult) -> None:
+        try:
+            self.outbox.put(pending)
+        except OSError as exc:
+            # Still delivered from memory; only a crash of the agent could lose it now.
+            self._log(
+                "result_not_kept",
+                logging.ERROR,
+                job=pending.job_id,
+                attempt=pending.attempt,
+                error=exc,
+            )
 
     def _start(self, attempt: _Attempt) -> bool:
         job_id, number = attempt.key
-        ok = self._call_until_done(attempt, "start", lambda: self.client.start(job_id, number))
-        if ok:
+        outcome = self._call_until_done(
+            "start",
+            lambda: self.client.start(job_id, number),
+            lambda delay: attempt.stale or self._finished.wait(delay) or attempt.stale,
+            job=job_id,
+            attempt=number,
+        )
+        if outcome is Outcome.DONE:
             self._log(
                 "job_started",
                 job=job_id,
@@ -345,7 +402,7 @@ class Agent:
                 image=attempt.job.get("image"),
                 executor=self.config.executor,
             )
-        return ok
+        return outcome is Outcome.DONE
 
     def _run_executor(self, attempt: _Attempt, sink: OutputSink) -> ExecResult:
         started = clock.monotonic()
@@ -358,58 +415,90 @@ class Agent:
         except Exception as exc:
             return error_result(f"the {self.config.executor} executor failed: {exc!r}", started)
 
-    def _report(self, attempt: _Attempt, result: ExecResult) -> None:
-        job_id, number = attempt.key
-        body = result.to_wire()
-        if self._call_until_done(
-            attempt, "result", lambda: self.client.result(job_id, number, body)
-        ):
+    def _report(self, attempt: _Attempt, pending: PendingResult) -> None:
+        outcome = self._deliver_result(
+            pending, lambda delay: attempt.stale or self._finished.wait(delay) or attempt.stale
+        )
+        if outcome is Outcome.DONE:
+            body = pending.body
             self._log(
                 "job_finished",
-                job=job_id,
-                attempt=number,
-                exit_code=result.exit_code,
-                reason=result.reason,
-                error=result.error,
-                duration_s=result.metrics.get("duration_s"),
+                job=pending.job_id,
+                attempt=pending.attempt,
+                exit_code=body["exit_code"],
+                reason=body["reason"],
+                error=body["error"],
+                duration_s=body["metrics"].get("duration_s"),
             )
+        elif attempt.stale:
+            self.outbox.remove(pending)  # the control plane took the attempt back
 
-    def _call_until_done(self, attempt: _Attempt, what: str, call: Callable[[], Any]) -> bool:
+    def _deliver_result(self, pending: PendingResult, give_up: Callable[[float], bool]) -> Outcome:
+        """Post the result until the API answers; its file goes once the API has taken or
+        refused it, and stays (for the next start) if we give up first."""
+        outcome = self._call_until_done(
+            "result",
+            lambda: self.client.result(pending.job_id, pending.attempt, pending.body),
+            give_up,
+            job=pending.job_id,
+            attempt=pending.attempt,
+        )
+        if outcome is not Outcome.ABANDONED:
+            self.outbox.remove(pending)
+        return outcome
+
+    def _deliver_leftovers(self) -> bool:
+        """Results an earlier run of this agent could not deliver, each sent with the token
+        of the worker that ran it; a late one is refused (409) and dropped. False if a stop
+        came first (they stay for the next start)."""
+        for pending in self.outbox.pending():
+            self.client.token = pending.token
+            try:
+                outcome = self._deliver_result(pending, self._wait_stop)
+            finally:
+                self.client.token = self._join_token
+            if outcome is Outcome.ABANDONED:
+                return False
+            self._log(
+                "leftover_result",
+                job=pending.job_id,
+                attempt=pending.attempt,
+                of_worker=pending.worker_id,
+                outcome=outcome.value,
+            )
+        return True
+
+    def _call_until_done(
+        self,
+        what: str,
+        call: Callable[[], Any],
+        give_up: Callable[[float], bool],
+        **fields: Any,
+    ) -> Outcome:
         """Call until the API answers, backing off while it is unreachable or failing.
 
-        False when it refuses (a 409 means the attempt is stale: no longer ours) or when
-        the attempt became stale meanwhile, or the agent finished.
-        """
-        job_id, number = attempt.key
-        delay = BACKOFF_FIRST_S
-        while not attempt.stale:
+        `give_up(delay)` waits up to `delay` seconds before the next try and says whether to
+        stop trying (the attempt went stale, the agent stops)."""
+        backoff = Backoff(BACKOFF_FIRST_S, BACKOFF_MAX_S)
+        while True:
             try:
                 call()
-                return True
+                return Outcome.DONE
             except ApiError as exc:
                 if not is_transient(exc):
                     stale = exc.status in NOT_OURS
                     self._log(
                         f"{what}_refused",
                         logging.WARNING if stale else logging.ERROR,
-                        job=job_id,
-                        attempt=number,
                         status=exc.status,
                         error=exc,
+                        **fields,
                     )
-                    return False
-                self._log(
-                    f"{what}_failed",
-                    logging.WARNING,
-                    job=job_id,
-                    attempt=number,
-                    error=exc,
-                    retry_s=delay,
-                )
-            if self._finished.wait(delay):
-                return False
-            delay = min(delay * 2, BACKOFF_MAX_S)
-        return False
+                    return Outcome.REFUSED
+                delay = backoff.next()
+                self._log(f"{what}_failed", logging.WARNING, error=exc, retry_s=delay, **fields)
+            if give_up(delay):
+                return Outcome.ABANDONED
 
     # Helpers
 

@@ -1,6 +1,7 @@
-"""Streams one attempt's output to the API: the executor's sink fills a bounded buffer, a
-sender thread posts it in numbered chunks every 100 ms or 64 KiB, retrying the same chunks
-until the API takes them, and relays the API's "cancel" to the attempt."""
+"""Streams one attempt's output to the API: the executor's sink fills a bounded buffer (in
+memory, then on disk past a limit), a sender thread posts it in numbered chunks every 100 ms
+or 64 KiB, retrying the same chunks until the API takes them, and relays the API's "cancel"
+to the attempt."""
 
 import codecs
 import logging
@@ -8,11 +9,14 @@ import threading
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from shared import clock
 from shared.client import ApiClient, ApiError
+from worker_agent.backoff import Backoff
 from worker_agent.logfmt import log_event
+from worker_agent.spool import Spool
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +38,7 @@ class _Piece:
     stream: str
     data: bytes
     at: float  # epoch time the executor read it
-    queued: float  # monotonic time it entered the buffer
+    queued: float  # monotonic time it entered the buffer (-inf: overdue, from the spool)
 
 
 def is_transient(exc: ApiError) -> bool:
@@ -45,9 +49,11 @@ def is_transient(exc: ApiError) -> bool:
 class OutputStreamer:
     """Output of one attempt; `sink` is given to the executor, `close` ends the stream.
 
-    Memory is bounded: past `max_pending_bytes` waiting to be sent, `sink` blocks (and with
-    it the job's pipe) until the API catches up. Order is kept, and seq numbers are given
-    once per chunk, so a retried post carries the same seqs and the server drops repeats.
+    Memory is bounded: past `max_pending_bytes` waiting to be sent, pieces go on to a spool
+    in `spool_dir` (up to `max_spool_bytes` of disk); past that, or without a spool, `sink`
+    blocks (and with it the job's pipe) until the API catches up. Order is kept, and seq
+    numbers are given once per chunk, so a retried post carries the same seqs and the
+    server drops repeats.
     """
 
     def __init__(
@@ -64,6 +70,8 @@ class OutputStreamer:
         cancel_poll_s: float | None = CANCEL_POLL_S,
         retry_first_s: float = RETRY_FIRST_S,
         retry_max_s: float = RETRY_MAX_S,
+        spool_dir: Path | None = None,
+        max_spool_bytes: int = 0,
     ) -> None:
         self.client = client
         self.job_id = job_id
@@ -81,6 +89,10 @@ class OutputStreamer:
         self._cond = threading.Condition()
         self._pending: deque[_Piece] = deque()
         self._pending_bytes = 0
+        # The tail of the buffer once memory is full; None once it failed (disk full).
+        self._spool = Spool(spool_dir) if spool_dir is not None and max_spool_bytes else None
+        self.max_spool_bytes = max_spool_bytes
+        self._spilled = False  # logged once per attempt
         self._closing = False
         self._abandoned = False
         self._give_up = threading.Event()
@@ -98,7 +110,10 @@ class OutputStreamer:
             self._put(_Piece(stream, data[start : start + self.flush_bytes], at, clock.monotonic()))
 
     def close(self, timeout_s: float | None = None) -> bool:
-        """Send everything still buffered, then stop; True if all output was delivered."""
+        """Send everything still buffered, then stop; True if all output was delivered.
+
+        With no timeout it waits as long as the API stays unreachable: the output of a
+        finished job is worth an outage of any length."""
         with self._cond:
             self._closing = True
             self._cond.notify_all()
@@ -112,26 +127,62 @@ class OutputStreamer:
 
     def _put(self, piece: _Piece) -> None:
         with self._cond:
-            while (
-                self._pending
-                and not self._abandoned
-                and self._pending_bytes + len(piece.data) > self.max_pending_bytes
-            ):
+            while not (self._abandoned or self._stored(piece)):
                 self._cond.wait()
-            if self._abandoned:
-                return
-            self._pending.append(piece)
-            self._pending_bytes += len(piece.data)
             # Wake the sender for a full batch, or to start the flush timer on a first piece.
             if len(self._pending) == 1 or self._pending_bytes >= self.flush_bytes:
                 self._cond.notify_all()
 
+    def _stored(self, piece: _Piece) -> bool:
+        """Keep the piece in memory if it fits and nothing older waits on disk, else on
+        disk if the spool has room; False if it must wait."""
+        spooled = self._spool is not None and self._spool.unread > 0
+        fits = self._pending_bytes + len(piece.data) <= self.max_pending_bytes
+        if not spooled and (fits or not self._pending):
+            self._pending.append(piece)
+            self._pending_bytes += len(piece.data)
+            return True
+        if self._spool is None or self._spool.disk_bytes + len(piece.data) > self.max_spool_bytes:
+            return False
+        try:
+            self._spool.write(piece.stream, piece.data, piece.at)
+        except OSError as exc:
+            # Backpressure from now on; what is spooled already is still sent.
+            self._log("spool_failed", logging.ERROR, error=exc)
+            self.max_spool_bytes = 0
+            return False
+        if not self._spilled:
+            self._spilled = True
+            self._log("output_spooled", logging.WARNING, max_spool_bytes=self.max_spool_bytes)
+        return True
+
+    def _refill(self) -> None:
+        """Bring spooled pieces back into memory as it frees up, oldest first."""
+        while self._spool is not None and (
+            not self._pending or self._pending_bytes + self.flush_bytes <= self.max_pending_bytes
+        ):
+            try:
+                read = self._spool.read()
+            except OSError as exc:
+                self._log("spool_unreadable", logging.ERROR, error=exc)
+                self.dropped = True
+                self._spool.discard()
+                return
+            if read is None:
+                return
+            stream, data, at = read
+            self._pending.append(_Piece(stream, data, at, float("-inf")))
+            self._pending_bytes += len(data)
+
     def _abandon(self) -> None:
         with self._cond:
             self._abandoned = True
-            self.dropped = self.dropped or bool(self._pending)
+            spooled = self._spool is not None and self._spool.unread > 0
+            self.dropped = self.dropped or bool(self._pending) or spooled
             self._pending.clear()
             self._pending_bytes = 0
+            if self._spool is not None:
+                self._spool.discard()
             self._cond.notify_all()
 
     def _send_loop(self) -> None:
@@ -142,6 +193,9 @@ class OutputStreamer:
                 self._deliver(chunks)
         if not self._abandoned and (tail := self._tail()):
             self._deliver(tail)
+        with self._cond:
+            if self._spool is not None:
+                self._spool.discard()
 
     def _next_batch(self) -> list[_Piece] | None:
         """Wait until a batch is due (64 KiB pending, 100 ms since the oldest piece, or
@@ -182,6 +236,7 @@ class OutputStreamer:
             taken.append(piece)
             size += len(piece.data)
         self._pending_bytes -= size
+        self._refill()
         self._cond.notify_all()
         return taken
 
@@ -220,7 +275,7 @@ class OutputStreamer:
 
     def _deliver(self, chunks: list[Mapping[str, Any]], retry: bool = True) -> None:
         """Post one batch until the API takes it; the same seqs on every try."""
-        delay = self.retry_first_s
+        backoff = Backoff(self.retry_first_s, self.retry_max_s)
         failures = 0
         while True:
             self._last_post = clock.monotonic()
@@ -235,10 +290,9 @@ class OutputStreamer:
                 failures += 1
                 if failures == 1:
                     self._log("output_retrying", logging.WARNING, error=exc)
-                if self._give_up.wait(delay):
+                if self._give_up.wait(backoff.next()):
                     self.dropped = True
                     return
-                delay = min(delay * 2, self.retry_max_s)
                 continue
             if failures:
                 self._log("output_delivered", failures=failures)

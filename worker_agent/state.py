@@ -1,5 +1,6 @@
 """The agent's state directory: the worker ids it has had (so it can remove what they left
-running) and a lock, so that two agents never share one directory."""
+running), a lock, so that two agents never share one directory, and the places for output
+spooled to disk and results not yet delivered."""
 
 import fcntl
 from collections.abc import Iterable
@@ -15,6 +16,8 @@ class AgentState:
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
         self._ids_path = self.directory / "worker_ids"
+        self.spool_dir = self.directory / "spool"
+        self.results_dir = self.directory / "results"
         self._lock_file: IO[str] | None = None
 
     def lock(self) -> None:
