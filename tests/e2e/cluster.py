@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cli.redis_server import RedisServer
 from shared.client import ApiClient, ApiError
 
 JOBYARD = str(Path(sys.executable).parent / "jobyard")
@@ -29,6 +30,8 @@ class Cluster:
     workdir: Path
     env_overrides: dict[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # How each process was started (argv and extra environment), so restart() can repeat it.
+    commands: dict[str, tuple[tuple[str, ...], dict[str, str]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         port = free_port()
@@ -47,6 +50,7 @@ class Cluster:
         self.client = ApiClient(self.api_url, ADMIN_TOKEN)
 
     def start(self, name: str, *args: str, **env: str) -> None:
+        self.commands[name] = (args, env)
         log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - kept open for the child
         self.processes[name] = subprocess.Popen(
             [JOBYARD, *args],
@@ -111,3 +115,60 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+    # Crashes
+
+    def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
+        """Signal a process (kill -9 by default) and wait for it to end; check_alive then
+        ignores it until restart(name)."""
+        process = self.processes.pop(name)
+        process.send_signal(sig)
+        process.wait(timeout=30)
+
+    def restart(self, name: str) -> None:
+        """Start a killed process again as before; its log goes on in the same file."""
+        args, env = self.commands[name]
+        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - kept open for the child
+        log.write(b"--- restarted\n")
+        log.flush()
+        self.processes[name] = subprocess.Popen(
+            [JOBYARD, *args], env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+        )  # fmt: skip
+
+    def worker_process(self, worker_id: str) -> str:
+        """The name of the agent process that registered as `worker_id` (start_all's
+        agents keep the ids they had in their state directories)."""
+        for name, (_, env) in self.commands.items():
+            ids = Path(env.get("JOBYARD_AGENT_STATE_DIR", "/nonexistent")) / "worker_ids"
+            if ids.exists() and worker_id in ids.read_text().split():
+                return name
+        raise AssertionError(f"no agent registered as {worker_id}")
+
+
+@dataclass
+class DurableRedis:
+    """A redis-server of a test's own with AOF on and appendfsync always, as `jobyard up`
+    runs it, that the test can kill -9 and start again on the same data and port."""
+
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+
+    def __post_init__(self) -> None:
+        self.server = RedisServer(self.data_dir, self.port, durable=True)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def start(self) -> None:
+        self.server.start()
+
+    def kill(self) -> None:
+        process = self.server.process
+        assert process is not None
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+
+    def stop(self) -> None:
+        self.server.stop()
