@@ -54,7 +54,7 @@ def table(f: Figures) -> str:
             " job)",
         ),
         ("outages (kill to serving)", ", ".join(f"{k} {v:.1f} s" for k, v in f.outages_s.items())),
-        ("containers left running", str(f.containers_left_running)),
+        ("containers left", f"{f.containers_left} ({f.containers_left_running} running)"),
         ("duration", f"{f.duration_s:.0f} s"),
         ("violations", "; ".join(f.violations) or "none"),
     ]

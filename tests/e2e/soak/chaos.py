@@ -49,6 +49,7 @@ class Chaos:
         self.rng = random.Random(plan.seed)
         self.agents = [f"worker{n}" for n in range(plan.agents)]
         self.kills: list[Kill] = []
+        self._killed_ids: set[str] = set()
 
     def run(self, keep_going: Callable[[], bool]) -> None:
         """Kill agents while keep_going() says so, and each control-plane part at its time
@@ -72,15 +73,21 @@ class Chaos:
                 # A requeue takes up to worker_timeout_s + about 2 s; no outage may start then.
                 window = self.plan.agent_down_s + self.plan.worker_timeout_s + 2.0
                 if all(at > now + window for at in pending.values()):
-                    self.kills.append(self._kill_agent(self._victim()))
-                    next_agent_kill = now + self.rng.uniform(*self.plan.agent_kill_every_s)
+                    victim = self._victim()
+                    if victim is not None:
+                        self.kills.append(self._kill_agent(victim))
+                        next_agent_kill = now + self.rng.uniform(*self.plan.agent_kill_every_s)
             time.sleep(TICK_S)
 
-    def _victim(self) -> str:
-        """A random agent among those whose worker holds jobs (binpack may leave some idle),
-        so that the kill has requeues to time."""
-        busy = [name for name in self.agents if self._held(self._worker_id(name))]
-        return self.rng.choice(busy or self.agents)
+    def _victim(self) -> str | None:
+        """A random agent that has registered since it was last killed (else the kill
+        would be timed against the old worker's requeue), preferring those whose worker
+        holds jobs (binpack may leave some idle), so that the kill has requeues to time."""
+        ready = {name: self._worker_id(name) for name in self.agents}
+        ready = {name: w for name, w in ready.items() if w and w not in self._killed_ids}
+        busy = [name for name, worker_id in ready.items() if self._held(worker_id)]
+        candidates = busy or list(ready)
+        return self.rng.choice(candidates) if candidates else None
 
     def _held(self, worker_id: str) -> int:
         return self.store.redis.scard(self.store.keys.worker_jobs(worker_id)) if worker_id else 0
@@ -90,6 +97,7 @@ class Chaos:
         at = time.time()
         self.cluster.kill(name)
         held = self._held(worker_id)
+        self._killed_ids.add(worker_id)
         self._log(f"killed {name} worker={worker_id} held={held}")
         time.sleep(self.plan.agent_down_s)
         self.cluster.restart(name)  # same state dir: it removes what its old ids left

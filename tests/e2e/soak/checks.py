@@ -38,6 +38,7 @@ class Figures:
     agent_kills_without_jobs: int = 0  # their worker held nothing: no requeue to time
     kill_to_requeue_s: dict[str, float] = field(default_factory=dict)
     outages_s: dict[str, float] = field(default_factory=dict)  # control plane: kill to serving
+    containers_left: int = 0  # of this run's workers, running or stopped
     containers_left_running: int = 0
     duration_s: float = 0.0
     violations: list[str] = field(default_factory=list)
@@ -212,21 +213,25 @@ def _check_store(store: Store, figures: Figures) -> None:
 
 
 def _check_containers(store: Store, figures: Figures) -> None:
-    """No container of this run's workers still running (the daemon is shared: other
-    containers are none of the soak's business)."""
+    """No container of this run's workers left, running or stopped: each attempt removes
+    its own, and a restarted agent those its earlier ids left. (The daemon is shared: other
+    containers are none of the soak's business.)"""
     ours = set(store.redis.zrange(store.keys.workers, 0, -1))
     client = docker.from_env()
     try:
         deadline = time.monotonic() + CONTAINERS_TIMEOUT_S
         while True:
             # The low-level list: no inspect per container, which races with removals.
-            listed = client.api.containers(filters={"label": LABEL_WORKER})
-            running = [c["Names"][0] for c in listed if c["Labels"].get(LABEL_WORKER) in ours]
-            if not running or time.monotonic() > deadline:
+            listed = client.api.containers(all=True, filters={"label": LABEL_WORKER})
+            left = [c for c in listed if c["Labels"].get(LABEL_WORKER) in ours]
+            if not left or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
     finally:
         client.close()
+    running = [c for c in left if c["State"] == "running"]
+    figures.containers_left = len(left)
     figures.containers_left_running = len(running)
-    if running:
-        figures.violations.append(f"{len(running)} containers still running: {running[:SAMPLES]}")
+    if left:
+        names = [f"{c['Names'][0]} ({c['State']})" for c in left[:SAMPLES]]
+        figures.violations.append(f"{len(left)} containers left, {len(running)} running: {names}")
