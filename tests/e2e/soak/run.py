@@ -32,6 +32,7 @@ def run_soak(plan: SoakPlan, workdir: Path) -> Figures:
             "JOBYARD_HEARTBEAT_S": str(plan.heartbeat_s),
             "JOBYARD_WORKER_TIMEOUT_S": str(plan.worker_timeout_s),
             "JOBYARD_MAX_REQUEUES": str(plan.max_requeues),
+            "JOBYARD_API_PROCESSES": "2",  # the default, as deployed (tests use 1)
         },
     )
     started = time.monotonic()
