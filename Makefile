@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv image docker up test lint bench clean
+.PHONY: help venv image docker up test lint bench soak clean
 
 help:
 	@echo "make up     install what is missing (redis, docker, busybox), then run 'jobyard up'"
@@ -16,6 +16,7 @@ help:
 	@echo "make venv   create .venv and install jobyard with its dev extras"
 	@echo "make image  build the test image jobyard/busybox:latest"
 	@echo "make bench  run the benchmarks"
+	@echo "make soak   chaos soak: 2,000 Docker jobs while agents, api, scheduler and Redis are killed"
 	@echo "make clean  remove caches and build output (keeps .venv and .jobyard)"
 
 venv: $(STAMP)
@@ -58,6 +59,13 @@ lint: venv
 bench: venv
 	bash scripts/ensure-deps.sh redis
 	$(BIN)/python -m bench
+
+# Figures printed as a table and written to bench/results/soak.json; exit status 1 when an
+# invariant did not hold. tests/e2e/test_soak.py runs the same soak smaller in `make test`.
+soak: venv
+	bash scripts/ensure-deps.sh redis docker busybox
+	@$(MAKE) --no-print-directory docker
+	$(BIN)/python -m tests.e2e.soak
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist *.egg-info

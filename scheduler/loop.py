@@ -61,17 +61,24 @@ def schedule_once(store: Store, config: Config, lease_token: str = "solo") -> in
     return assigned
 
 
-def run_scheduler(config: Config, stop: threading.Event | None = None) -> None:
+def run_scheduler(
+    config: Config, stop: threading.Event | None = None, store: Store | None = None
+) -> None:
     """Place and reap until SIGTERM/SIGINT (or `stop` is set)."""
     stop = stop or _stop_on_signals()
-    store = Store(connect(config.redis_url), config.redis_prefix)
+    store = store or Store(connect(config.redis_url), config.redis_prefix)
     token = secrets.token_hex(8)
     leading: bool | None = None  # unknown until the first try, so the first state is logged
     next_reap = 0.0
+    # Since when Redis has answered without a break: while it was away, no heartbeat could
+    # be recorded, and every worker would look silent once it is back.
+    hearing_since: float | None = None
     log.info("event=scheduler_started policy=%s token=%s", config.placement, token)
     while not stop.is_set():
         try:
             holds = store.scheduling.hold_lease(token, LEASE_TTL_S)
+            if hearing_since is None:
+                hearing_since = store.scheduling.clock()
             if holds != leading:
                 leading = holds
                 log.info("event=%s token=%s", "leading" if holds else "standby", token)
@@ -79,7 +86,7 @@ def run_scheduler(config: Config, stop: threading.Event | None = None) -> None:
                 stop.wait(TICK_S)
                 continue
             if time.monotonic() >= next_reap:  # clocks need seconds, not every wake-up
-                reap_once(store, config)
+                reap_once(store, config, hearing_since)
                 next_reap = time.monotonic() + TICK_S
             if schedule_once(store, config, token) == 0:
                 store.scheduling.wait_for_work(TICK_S)
@@ -88,6 +95,7 @@ def run_scheduler(config: Config, stop: threading.Event | None = None) -> None:
             log.warning("event=lease_lost token=%s", token)
         except redis.RedisError as exc:
             log.warning("event=redis_unavailable error=%r", str(exc))
+            hearing_since = None
             stop.wait(TICK_S)
     log.info("event=scheduler_stopped token=%s", token)
 

@@ -21,12 +21,16 @@ PURGE_BATCH = 200
 PURGE_BATCHES_PER_PASS = 10
 
 
-def reap_once(store: Store, config: Config) -> None:
+def reap_once(store: Store, config: Config, hearing_since: float = 0.0) -> None:
+    """Move what the clocks say is overdue. `hearing_since` is when Redis last came back
+    for this scheduler (or it started): heartbeats could not be recorded before, so no
+    worker counts as silent until the worker timeout has passed since then too."""
     for job_id in store.scheduling.expire_queued():
         log.info("event=unschedulable job=%s", job_id)
-    for worker_id in store.scheduling.silent_workers(config.worker_timeout_s):
-        moved = store.workers.mark_lost(worker_id, config.max_requeues)
-        log.warning("event=worker_lost worker=%s jobs=%s", worker_id, _describe(moved))
+    if store.scheduling.clock() - hearing_since >= config.worker_timeout_s:
+        for worker_id in store.scheduling.silent_workers(config.worker_timeout_s):
+            moved = store.workers.mark_lost(worker_id, config.max_requeues)
+            log.warning("event=worker_lost worker=%s jobs=%s", worker_id, _describe(moved))
     scheduling = store.scheduling
     for job_id, worker_id, attempt in scheduling.overdue(
         JobState.ASSIGNED, "assigned_at", config.assign_timeout_s

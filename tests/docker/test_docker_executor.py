@@ -13,7 +13,7 @@ from docker.models.containers import Container
 from shared.config import Config
 from tests.helpers import Captured, wait_until
 from worker_agent.executors.base import ExecResult, JobRun
-from worker_agent.executors.docker import DockerExecutor
+from worker_agent.executors.docker import DockerExecutor, attach_output
 
 pytestmark = pytest.mark.docker
 
@@ -78,6 +78,26 @@ def test_exit_zero_captures_both_streams_separately(
     assert all(at > 1e9 for _, _, at in sink.pieces)  # epoch times
     assert result.metrics["duration_s"] > 0
     assert containers_of(worker_id) == []
+
+
+def test_attaching_repeats_nothing_the_container_wrote_before(
+    docker_client: docker.DockerClient, worker_id: str
+) -> None:
+    """Regression (chaos soak): the attach asked for the log replay as well, so output the
+    job wrote while the replay ran was stored twice. Attached to a container that has
+    already written a line, the stream carries only what comes after."""
+    container = docker_client.containers.run(
+        IMAGE,
+        ["sh", "-c", "echo early; sleep 3; echo late"],
+        labels={"jobyard.worker": worker_id},
+        network_mode="none",
+        detach=True,
+    )
+    wait_until(lambda: b"early" in container.logs(), message="the container never wrote")
+
+    pieces = list(attach_output(container))
+
+    assert b"".join(out or b"" for out, _ in pieces) == b"late\n"
 
 
 def test_non_zero_exit_code_is_reported_as_a_normal_exit(

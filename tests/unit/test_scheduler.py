@@ -1,17 +1,20 @@
 """The scheduler's loop pieces on the store: the leader lease, queue timeouts and lost
 workers, under a controlled clock."""
 
+import threading
 import time
 
+import fakeredis
 import pytest
 
-from scheduler.loop import schedule_once
+from scheduler.loop import run_scheduler, schedule_once
 from scheduler.reaper import reap_once
 from shared.config import Config
 from shared.resources import Resources
 from shared.store import Store
 from shared.store.errors import StaleAttempt
 from shared.store.scheduling import NotLeader
+from tests.helpers import wait_until
 from tests.store_support import ManualClock, check_invariants, register, submit
 
 CONFIG = Config.from_env({}, worker_timeout_s=30.0, max_requeues=1)
@@ -88,6 +91,49 @@ def test_silent_workers_are_declared_lost_and_their_jobs_requeued(
     assert schedule_once(store, CONFIG) == 1
     assert store.jobs.get("j1")["worker_id"] == other
     check_invariants(store)
+
+
+def test_no_worker_is_lost_until_heartbeats_could_arrive_for_the_whole_timeout(
+    store: Store, clock: ManualClock
+) -> None:
+    """Regression (chaos soak): right after a Redis outage every worker looked silent, since
+    no heartbeat could be recorded meanwhile, and was declared lost at once."""
+    register(store, "w1")
+    clock.advance(35)  # silent for 35 s, but Redis came back only 10 s ago
+    reap_once(store, CONFIG, hearing_since=clock() - 10)
+    assert store.workers.get("w1")["status"] == "alive"
+    clock.advance(20)  # still silent, and Redis has been back for 30 s
+    reap_once(store, CONFIG, hearing_since=clock() - 30)
+    assert store.workers.get("w1")["status"] == "lost"
+
+
+def test_the_loop_declares_no_worker_lost_for_its_own_redis_outage(
+    clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same through run_scheduler: Redis away for longer than the worker timeout, then
+    back; the reap that follows (it fails a job past its queue timeout) spares the worker,
+    and only a silence that outlasts the timeout after Redis is back loses it."""
+    server = fakeredis.FakeServer()
+    store = Store(fakeredis.FakeRedis(server=server, decode_responses=True), "t:", clock)
+    register(store, "w1")
+    spec = {"image": "img", "command": ["true"], "queue_timeout_s": 10}
+    store.jobs.submit("big", "alice", spec, Resources(100_000, 64, 0), 0)  # fits nowhere
+    stop = threading.Event()
+    loop = threading.Thread(target=run_scheduler, args=(CONFIG, stop, store), daemon=True)
+    loop.start()
+    try:
+        wait_until(lambda: store.redis.get(store.keys.scheduler_lease), message="never led")
+        server.connected = False
+        wait_until(lambda: "event=redis_unavailable" in caplog.text, message="never noticed")
+        clock.advance(35)
+        server.connected = True
+        wait_until(lambda: store.jobs.get("big")["state"] == "FAILED", message="never reaped")
+        assert store.workers.get("w1")["status"] == "alive"
+        clock.advance(31)
+        wait_until(lambda: store.workers.get("w1")["status"] == "lost", message="never lost")
+    finally:
+        stop.set()
+        loop.join(10)
 
 
 def test_priority_orders_dispatch_and_fifo_holds_within_a_priority(store: Store) -> None:

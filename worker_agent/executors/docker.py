@@ -113,8 +113,7 @@ class DockerExecutor:
         started: float,
     ) -> ExecResult:
         try:
-            # Attached before start, with logs=True, so not even the first byte is missed.
-            stream = container.attach(stdout=True, stderr=True, stream=True, logs=True, demux=True)
+            stream = attach_output(container)  # before start: not the first byte is missed
             reader = _spawn(_pump, stream, sink, name=f"out-{job.job_id}-{job.attempt}")
             container.start()
         except APIError as exc:
@@ -239,6 +238,16 @@ class _StatsSampler:
         cpu_ns = ((stats.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage")
         if cpu_ns:
             self.cpu_s = max(self.cpu_s or 0.0, cpu_ns / 1e9)
+
+
+def attach_output(container: Container) -> Iterator[tuple[bytes | None, bytes | None]]:
+    """The container's output from now on, as (stdout, stderr) pieces, until it exits.
+
+    The daemon subscribes to the streams before it answers the attach, so attaching before
+    the start misses nothing. Without its log replay (logs=False): output written while the
+    replay ran would arrive twice (the chaos soak saw it under load).
+    """
+    return container.attach(stdout=True, stderr=True, stream=True, logs=False, demux=True)
 
 
 def _pump(stream: Iterator[tuple[bytes | None, bytes | None]], sink: OutputSink) -> None:
