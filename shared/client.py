@@ -34,6 +34,10 @@ class ApiClient:
         self.timeout_s = timeout_s
         self._session = requests.Session()
 
+    def close(self) -> None:
+        """Close the kept-alive connections (a gunicorn stopping gracefully waits for them)."""
+        self._session.close()
+
     def request(
         self,
         method: str,

@@ -106,6 +106,7 @@ class Cluster:
         )
 
     def stop(self) -> None:
+        self.client.close()
         for process in self.processes.values():
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
