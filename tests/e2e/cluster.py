@@ -6,15 +6,18 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Set
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cli.redis_server import RedisServer
 from shared.client import ApiClient, ApiError
+from shared.states import TERMINAL_STATES
 
 JOBYARD = str(Path(sys.executable).parent / "jobyard")
 ADMIN_TOKEN = "e2e-admin-token"
 JOIN_TOKEN = "e2e-join-token"
+TERMINAL = frozenset(state.value for state in TERMINAL_STATES)
 
 
 def free_port() -> int:
@@ -89,7 +92,7 @@ class Cluster:
             if process.poll() is not None:
                 raise AssertionError(f"{name} exited with {process.returncode}:\n{self.logs()}")
 
-    def wait_for_state(self, job_id: str, states: set[str], timeout_s: float = 60) -> dict:
+    def wait_for_state(self, job_id: str, states: Set[str], timeout_s: float = 60) -> dict:
         deadline = time.monotonic() + timeout_s
         while True:
             job: dict = self.client.job(job_id)

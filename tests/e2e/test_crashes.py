@@ -13,12 +13,11 @@ import pytest
 import requests
 
 from shared.client import ApiError
-from tests.e2e.cluster import ADMIN_TOKEN, Cluster, DurableRedis
+from tests.e2e.cluster import ADMIN_TOKEN, TERMINAL, Cluster, DurableRedis
 from tests.helpers import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 
-TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 SMALL = {"cpu": 0.25, "memory_mb": 32}
 
 

@@ -8,12 +8,11 @@ import pytest
 import requests
 
 from shared.client import ApiError
-from tests.e2e.cluster import ADMIN_TOKEN, Cluster
+from tests.e2e.cluster import ADMIN_TOKEN, TERMINAL, Cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 
 IMAGE = "jobyard/busybox:latest"
-TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 
 
 @pytest.fixture(scope="module")

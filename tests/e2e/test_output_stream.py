@@ -18,13 +18,12 @@ import requests
 from shared.client import ApiClient, ApiError, ServerEvent, parse_events, stream_events
 from shared.store.keys import Keys
 from shared.store.tokens import token_hash
-from tests.e2e.cluster import ADMIN_TOKEN, JOBYARD, JOIN_TOKEN, Cluster
+from tests.e2e.cluster import ADMIN_TOKEN, JOBYARD, JOIN_TOKEN, TERMINAL, Cluster
 from tests.helpers import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 
 PREFIX = "streams:"
-TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 MIB = 1024 * 1024
 SMALL = {"cpu": 0.25, "memory_mb": 64}
 USERS = {"alice": "alice-token", "bob": "bob-token"}

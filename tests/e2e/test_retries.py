@@ -10,12 +10,11 @@ from pathlib import Path
 import pytest
 
 from shared.client import ApiError
-from tests.e2e.cluster import Cluster
+from tests.e2e.cluster import TERMINAL, Cluster
 from tests.helpers import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 
-TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 DOCKER = {"runs": "docker"}
 PROCESS = {"runs": "process"}
 

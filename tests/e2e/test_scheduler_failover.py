@@ -7,11 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.cluster import Cluster
+from tests.e2e.cluster import TERMINAL, Cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
-
-TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 
 
 @pytest.fixture
