@@ -4,6 +4,7 @@ atomic commit of a batch of placements."""
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 
@@ -11,6 +12,18 @@ from shared.resources import Resources
 from shared.states import JobState
 from shared.store.jobs import DEFAULT_BACKOFF, Backoff
 from shared.store.scripts import StorePart
+
+# What the scheduler reads of each queued job and each worker.
+JOB_FIELDS = (
+    "cpu_m", "memory_mb", "gpus", "priority", "pending_reason", "constraints", "queued_at",
+    "timeout_s",
+)  # fmt: skip
+WORKER_FIELDS = (
+    "status", "cpu_m", "memory_mb", "gpus", "slots", "res_cpu_m", "res_memory_mb", "res_gpus",
+    "res_slots", "labels",
+)  # fmt: skip
+# Hashes per snapshot.lua call: about a millisecond of Redis time each.
+SNAPSHOT_CHUNK = 1000
 
 
 class NotLeader(Exception):
@@ -54,20 +67,17 @@ class SchedulingStore(StorePart):
     def queued_jobs(self, limit: int) -> list[QueuedJob]:
         """The head of the queue: highest priority first, then oldest."""
         ids = self.redis.zrange(self.keys.queue, 0, limit - 1)
-        pipe = self.redis.pipeline(transaction=False)
-        for job_id in ids:
-            pipe.hmget(
-                self.keys.job(job_id),
-                "cpu_m", "memory_mb", "gpus", "priority", "pending_reason", "constraints",
-                "queued_at", "timeout_s",
-            )  # fmt: skip
+        rows = self._read_hashes([self.keys.job(job_id) for job_id in ids], JOB_FIELDS)
+        requests: dict[tuple[str, str, str], Resources] = {}  # few shapes, many jobs
         jobs = []
         for job_id, (cpu_m, mem, gpus, priority, reason, constraints, queued_at, timeout) in zip(
-            ids, pipe.execute(), strict=True
+            ids, rows, strict=True
         ):
             if cpu_m is None:  # deleted between the two reads
                 continue
-            request = Resources(int(cpu_m), int(mem), int(gpus))
+            request = requests.get((cpu_m, mem, gpus))
+            if request is None:
+                request = requests[cpu_m, mem, gpus] = Resources(int(cpu_m), int(mem), int(gpus))
             wanted = json.loads(constraints) if constraints and constraints != "{}" else {}
             timeout_s = float(timeout) if timeout else None
             jobs.append(
@@ -104,23 +114,9 @@ class SchedulingStore(StorePart):
     def live_workers(self, worker_timeout_s: float) -> list[WorkerView]:
         """Workers that are alive (not draining or lost) and heard from recently."""
         ids = self.redis.zrangebyscore(self.keys.workers, self.clock() - worker_timeout_s, "+inf")
-        pipe = self.redis.pipeline(transaction=False)
-        fields = (
-            "status",
-            "cpu_m",
-            "memory_mb",
-            "gpus",
-            "slots",
-            "res_cpu_m",
-            "res_memory_mb",
-            "res_gpus",
-            "res_slots",
-            "labels",
-        )
-        for worker_id in ids:
-            pipe.hmget(self.keys.worker(worker_id), *fields)
+        rows = self._read_hashes([self.keys.worker(worker_id) for worker_id in ids], WORKER_FIELDS)
         workers = []
-        for worker_id, values in zip(ids, pipe.execute(), strict=True):
+        for worker_id, values in zip(ids, rows, strict=True):
             if values[0] != "alive":
                 continue
             cpu, mem, gpus, slots, r_cpu, r_mem, r_gpus, r_slots = (int(v) for v in values[1:9])
@@ -135,6 +131,18 @@ class SchedulingStore(StorePart):
                 )
             )
         return workers
+
+    def _read_hashes(self, keys: list[str], fields: tuple[str, ...]) -> list[list[Any]]:
+        """The fields of each hash, in one round trip: one script call per SNAPSHOT_CHUNK
+        hashes, so no single call holds Redis for long."""
+        if not keys:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for start in range(0, len(keys), SNAPSHOT_CHUNK):
+            self.scripts.run("snapshot", keys[start : start + SNAPSHOT_CHUNK], list(fields), pipe)
+        flat = [value for reply in pipe.execute() for value in reply]
+        width = len(fields)
+        return [flat[start : start + width] for start in range(0, len(flat), width)]
 
     def hold_lease(self, token: str, ttl_s: float) -> bool:
         """Take the scheduler lease, or keep it for another ttl_s if it is already ours."""

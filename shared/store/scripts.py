@@ -27,6 +27,7 @@ SCRIPT_NAMES = (
     "promote",
     "delete",
     "output",
+    "snapshot",
 )
 
 
