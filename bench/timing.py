@@ -1,5 +1,6 @@
 """Where a scheduling pass spends its time: a stand-in for `store.scheduling` that times
-every call by phase, so `schedule_once` runs unchanged and the rest of its time is placement.
+every call by phase, so `schedule_once` runs unchanged. The commits (and their lease checks)
+run in the loop's commit thread while the main thread places, so their time overlaps the rest.
 """
 
 import time
@@ -11,7 +12,7 @@ from typing import Any
 PHASES = {
     "queued_jobs": "read",
     "live_workers": "read",
-    "commit": "commit",
+    "commit": "commit",  # in the commit thread, overlapping the placing
     "set_pending_reasons": "pending",
     "hold_lease": "lease",
 }

@@ -160,16 +160,18 @@ class SchedulingStore(StorePart):
             return []
         keys = self.keys.common() + [self.keys.scheduler_lease]
         now = self.clock()
-        args: list[str | float] = [now, now - worker_timeout_s, lease_token]
+        args: list[str | float | int] = [now, now - worker_timeout_s, lease_token, len(placements)]
+        numbers: dict[str, int] = {}  # each worker's keys are sent once (see lua/assign.lua)
         for job_id, worker_id in placements:
+            keys += [self.keys.job(job_id), self.keys.job_events(job_id)]
+            args += [job_id, numbers.setdefault(worker_id, len(numbers) + 1)]
+        for worker_id in numbers:
             keys += [
-                self.keys.job(job_id),
-                self.keys.job_events(job_id),
                 self.keys.worker(worker_id),
                 self.keys.worker_jobs(worker_id),
                 self.keys.worker_inbox(worker_id),
             ]
-            args += [job_id, worker_id]
+        args += numbers
         try:
             return list(self.scripts.run("assign", keys, args))
         except redis.ResponseError as exc:

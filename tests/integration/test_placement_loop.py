@@ -1,0 +1,110 @@
+"""The placement loop on a real redis-server: each batch commits in a second thread while
+the next is placed, and what Redis refuses corrects the placer within the same pass."""
+
+from collections.abc import Callable
+
+import pytest
+
+import scheduler.loop
+from scheduler.loop import schedule_once
+from shared.config import Config
+from shared.store import Store
+from shared.store.scheduling import WorkerView
+from tests.store_support import LEASE_TOKEN, check_invariants, register, submit
+
+CONFIG = Config.from_env({}, worker_timeout_s=30.0)
+
+
+def after_read(store: Store, monkeypatch: pytest.MonkeyPatch, act: Callable[[], object]) -> None:
+    """Run `act` once the pass has read its snapshot (the workers come last), before
+    anything is committed."""
+    read = store.scheduling.live_workers
+
+    def reading_then_acting(worker_timeout_s: float) -> list[WorkerView]:
+        workers = read(worker_timeout_s)
+        act()
+        return workers
+
+    monkeypatch.setattr(store.scheduling, "live_workers", reading_then_acting)
+
+
+def states(store: Store, *job_ids: str) -> list[tuple[str, str | None]]:
+    return [(job["state"], job.get("worker_id")) for job in store.jobs.get_many(job_ids)]
+
+
+def test_a_window_of_many_batches_commits_in_queue_order(store: Store) -> None:
+    count = 3 * scheduler.loop.COMMIT_BATCH + 7
+    for n in range(count):
+        submit(store, f"j{n:04d}", cpu_m=10, memory_mb=1, priority=n % 3)
+    register(store, "w1", cpu_m=10 * count, memory_mb=count, slots=count)
+    assert schedule_once(store, CONFIG, LEASE_TOKEN) == count
+    check_invariants(store)
+    # The worker's inbox holds them in the order they were committed: priority, then FIFO.
+    inbox = store.redis.lrange(store.keys.worker_inbox("w1"), 0, -1)
+    expected = sorted((f"j{n:04d}" for n in range(count)), key=lambda j: (-(int(j[1:]) % 3), j))
+    assert inbox == expected
+
+
+def test_a_job_gone_before_its_commit_gives_its_capacity_to_a_later_one(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scheduler.loop, "COMMIT_BATCH", 1)
+    for job_id in ("j1", "j2", "j3", "j4"):
+        submit(store, job_id)
+    register(store, "w1", slots=2)
+    after_read(store, monkeypatch, lambda: store.jobs.cancel("j1"))
+    # j1 and j2 fill both slots; Redis refuses j1, and its slot goes to j3 in the same pass.
+    assert schedule_once(store, CONFIG, LEASE_TOKEN) == 2
+    assert states(store, "j1", "j2", "j3", "j4") == [
+        ("CANCELLED", None),
+        ("ASSIGNED", "w1"),
+        ("ASSIGNED", "w1"),
+        ("QUEUED", None),
+    ]
+    assert "waiting for capacity" in store.jobs.get("j4")["pending_reason"]
+    check_invariants(store)
+
+
+def test_a_worker_redis_refuses_gets_nothing_more_in_the_pass(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scheduler.loop, "COMMIT_BATCH", 1)
+    for job_id in ("j1", "j2", "j3"):
+        submit(store, job_id, cpu_m=500, memory_mb=512)
+    register(store, "tight", cpu_m=1500, memory_mb=1536)  # best fit: chosen first
+    register(store, "roomy", cpu_m=8000, memory_mb=8192)
+    after_read(store, monkeypatch, lambda: store.workers.drain("tight"))
+    # j1 and j2 were placed on "tight" before its refusal came back; j3 goes elsewhere.
+    assert schedule_once(store, CONFIG, LEASE_TOKEN) == 1
+    assert states(store, "j1", "j2", "j3") == [
+        ("QUEUED", None),
+        ("QUEUED", None),
+        ("ASSIGNED", "roomy"),
+    ]
+    assert schedule_once(store, CONFIG, LEASE_TOKEN) == 2
+    assert states(store, "j1", "j2") == [("ASSIGNED", "roomy"), ("ASSIGNED", "roomy")]
+    check_invariants(store)
+
+
+def test_a_pass_stops_committing_once_another_scheduler_holds_the_lease(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scheduler.loop, "COMMIT_BATCH", 1)
+    for job_id in ("j1", "j2", "j3"):
+        submit(store, job_id)
+    register(store, "w1")
+    commit = store.scheduling.commit
+
+    def commit_then_lose_the_lease(*args: object) -> list[int | str]:
+        outcomes = commit(*args)  # type: ignore[arg-type]
+        store.redis.set(store.keys.scheduler_lease, "another")
+        return outcomes
+
+    monkeypatch.setattr(store.scheduling, "commit", commit_then_lose_the_lease)
+    assert schedule_once(store, CONFIG, LEASE_TOKEN) == 1
+    assert states(store, "j1", "j2", "j3") == [
+        ("ASSIGNED", "w1"),
+        ("QUEUED", None),
+        ("QUEUED", None),
+    ]
+    check_invariants(store)
