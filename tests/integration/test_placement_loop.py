@@ -6,6 +6,7 @@ from collections.abc import Callable
 import pytest
 
 import scheduler.loop
+import shared.store.scheduling
 from scheduler.loop import schedule_once
 from shared.config import Config
 from shared.store import Store
@@ -108,3 +109,24 @@ def test_a_pass_stops_committing_once_another_scheduler_holds_the_lease(
         ("QUEUED", None),
     ]
     check_invariants(store)
+
+
+def test_the_snapshot_reads_every_hash_across_script_calls(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(shared.store.scheduling, "SNAPSHOT_CHUNK", 2)
+    for n in range(5):
+        submit(store, f"j{n}", cpu_m=100 + n, memory_mb=10 + n, priority=n % 2, timeout_s=60)
+    for n in range(3):
+        register(store, f"w{n}", cpu_m=1000 * (n + 1))
+    jobs = store.scheduling.queued_jobs(10)
+    assert [(j.id, j.request.cpu_m, j.request.memory_mb, j.priority) for j in jobs] == [
+        ("j1", 101, 11, 1),
+        ("j3", 103, 13, 1),
+        ("j0", 100, 10, 0),
+        ("j2", 102, 12, 0),
+        ("j4", 104, 14, 0),
+    ]
+    assert all(j.timeout_s == 60 and j.pending_reason is None for j in jobs)
+    workers = store.scheduling.live_workers(CONFIG.worker_timeout_s)
+    assert [(w.id, w.capacity.cpu_m) for w in workers] == [("w0", 1000), ("w1", 2000), ("w2", 3000)]
