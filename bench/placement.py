@@ -81,10 +81,8 @@ class Sweep:
     capped: bool = False
     idle_pass_s: float = 0.0  # the final pass, which placed nothing
     left_queued: int = 0
-    # Wall time of the passes by phase, as the scheduler's main thread lives them.
+    # Wall time of the passes by phase (see PHASES).
     phases: dict[str, float] = field(default_factory=dict)
-    # Wall time the commit thread spent in Redis calls, overlapping "place and commit".
-    commit_thread_s: float = 0.0
     # CPU time over the passes: the scheduler process (both threads) and redis-server.
     cpu_s: dict[str, float] = field(default_factory=dict)
     # What redis-server itself spent per command over the run (INFO commandstats).
@@ -197,7 +195,7 @@ def sweep(url: str, sizes: Sizes) -> Sweep:
     timed = TimedScheduling(store.scheduling)
     store.scheduling = cast(SchedulingStore, timed)
     config = Config.from_env(env=FRESH)
-    result = Sweep(phases={phase: 0.0 for phase in MAIN_PHASES})
+    result = Sweep(phases={phase: 0.0 for phase in PHASES})
     store.redis.config_resetstat()
     cpu_before = (time.process_time(), redis_cpu_seconds(store))
     while True:
@@ -223,18 +221,20 @@ def sweep(url: str, sizes: Sizes) -> Sweep:
     return result
 
 
-# The main thread's phases; the rest of a pass is placing while the commit thread commits.
-MAIN_PHASES = ("read", "place and commit", "pending")
+# A pass: read the snapshot; place, sending each batch's commit and waiting for the reply
+# to the one before (Redis commits while Python places: "wait" is what placing did not
+# hide); write pending reasons. "other" is any other store call (the clock, ...).
+PHASES = ("read", "place", "send", "wait", "pending", "other")
 
 
 def add_pass(result: Sweep, assigned: int, elapsed: float, timed: TimedScheduling) -> None:
     result.placed += assigned
     result.seconds += elapsed
     result.pass_seconds.append(elapsed)
-    result.phases["read"] += timed.seconds["read"]
-    result.phases["pending"] += timed.seconds["pending"]
-    result.phases["place and commit"] += elapsed - timed.seconds["read"] - timed.seconds["pending"]
-    result.commit_thread_s += timed.seconds["commit"] + timed.seconds["lease"]
+    for phase in PHASES:
+        result.phases[phase] += timed.seconds[phase]
+    # What the store calls did not take is place() and the loop's own Python.
+    result.phases["place"] += elapsed - timed.store_seconds()
 
 
 def redis_cpu_seconds(store: Store) -> float:

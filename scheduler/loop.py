@@ -12,7 +12,6 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from types import FrameType
 
 import redis
@@ -109,41 +108,34 @@ def _commit_while_placing(
     requests: dict[str, Resources],
 ) -> int:
     """Commit each batch while the next one is placed: Redis runs the commit script on its
-    own core while Python places, so the two overlap. A second thread waits on Redis (it
-    holds the GIL only to send and to read the reply); batches commit in order, and each
+    own core while Python places. Each batch is sent before the reply to the one before is
+    read, so Redis goes from one batch to the next without waiting for Python, and each
     reply corrects the placer before the batch after next is placed."""
     assigned = 0
-    in_flight: tuple[Batch, Future[list[int | str] | None]] | None = None
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit") as committer:
+    in_flight: Batch | None = None
+    pipeline = store.scheduling.commit_pipeline(config.worker_timeout_s, lease_token, LEASE_TTL_S)
+    with pipeline as commits:
         for batch in batches:
-            sent = (batch, committer.submit(_commit, store, config, lease_token, batch))
-            committed = _settle(placer, requests, *in_flight) if in_flight else 0
-            in_flight = sent
+            commits.send(batch)
+            committed = _settle(placer, requests, in_flight, commits.receive()) if in_flight else 0
+            in_flight = batch
             if committed is None:
                 break  # another scheduler leads now: it will place the rest
             assigned += committed
         if in_flight is not None:
-            assigned += _settle(placer, requests, *in_flight) or 0
+            assigned += _settle(placer, requests, in_flight, commits.receive()) or 0
     return assigned
-
-
-def _commit(store: Store, config: Config, lease_token: str, batch: Batch) -> list[int | str] | None:
-    """Commit one batch if this scheduler still holds the lease (None if not)."""
-    if not store.scheduling.hold_lease(lease_token, LEASE_TTL_S):
-        return None
-    return store.scheduling.commit(batch, config.worker_timeout_s, lease_token)
 
 
 def _settle(
     placer: Placer,
     requests: dict[str, Resources],
     batch: Batch,
-    sent: Future[list[int | str] | None],
+    outcomes: list[int | str] | None,
 ) -> int | None:
     """How many of the batch Redis assigned (None when the lease was lost). A placement it
     skipped returns its capacity if the job had left the queue; any other refusal means
     Redis sees that worker otherwise than we do, so it gets nothing more in this pass."""
-    outcomes = sent.result()
     if outcomes is None:
         return None
     for (job_id, worker_id), outcome in zip(batch, outcomes, strict=True):

@@ -10,7 +10,8 @@ import shared.store.scheduling
 from scheduler.loop import schedule_once
 from shared.config import Config
 from shared.store import Store
-from shared.store.scheduling import WorkerView
+from shared.store.scheduling import CommitPipeline, WorkerView
+from tests.helpers import wait_until
 from tests.store_support import LEASE_TOKEN, check_invariants, register, submit
 
 CONFIG = Config.from_env({}, worker_timeout_s=30.0)
@@ -91,23 +92,28 @@ def test_a_pass_stops_committing_once_another_scheduler_holds_the_lease(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(scheduler.loop, "COMMIT_BATCH", 1)
-    for job_id in ("j1", "j2", "j3"):
+    for job_id in ("j1", "j2", "j3", "j4", "j5"):
         submit(store, job_id)
     register(store, "w1")
-    commit = store.scheduling.commit
+    send = CommitPipeline.send
+    batches: list[object] = []
 
-    def commit_then_lose_the_lease(*args: object) -> list[int | str]:
-        outcomes = commit(*args)  # type: ignore[arg-type]
-        store.redis.set(store.keys.scheduler_lease, "another")
-        return outcomes
+    def send_after_losing_the_lease(
+        self: CommitPipeline, placements: list[tuple[str, str]]
+    ) -> None:
+        if batches:  # once the first batch is in, another scheduler takes over
+            wait_until(lambda: store.jobs.get("j1")["state"] == "ASSIGNED")
+            store.redis.set(store.keys.scheduler_lease, "another")
+        batches.append(placements)
+        send(self, placements)
 
-    monkeypatch.setattr(store.scheduling, "commit", commit_then_lose_the_lease)
+    monkeypatch.setattr(CommitPipeline, "send", send_after_losing_the_lease)
     assert schedule_once(store, CONFIG, LEASE_TOKEN) == 1
-    assert states(store, "j1", "j2", "j3") == [
-        ("ASSIGNED", "w1"),
-        ("QUEUED", None),
-        ("QUEUED", None),
+    assert states(store, "j1", "j2", "j3", "j4", "j5") == [("ASSIGNED", "w1")] + 4 * [
+        ("QUEUED", None)
     ]
+    # Placing stops at the first refusal read back: by then one more batch was on its way.
+    assert len(batches) == 3
     check_invariants(store)
 
 
