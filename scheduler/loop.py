@@ -1,5 +1,6 @@
 """The placement loop: woken by submissions, results and registrations (and a 1 s tick),
-it places queued jobs and commits each batch atomically. It keeps no state of its own.
+it places queued jobs and commits each batch atomically, sending each batch to Redis while
+it places the next. It keeps no state of its own between passes.
 
 Only the holder of the scheduler lease places or reaps; another `jobyard scheduler` waits
 as a hot standby and takes over within LEASE_TTL_S of the holder's death. Every commit

@@ -2,7 +2,7 @@
 atomic commit of a batch of placements."""
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,17 +132,31 @@ class SchedulingStore(StorePart):
             )
         return workers
 
-    def _read_hashes(self, keys: list[str], fields: tuple[str, ...]) -> list[list[Any]]:
-        """The fields of each hash, in one round trip: one script call per SNAPSHOT_CHUNK
-        hashes, so no single call holds Redis for long."""
+    def _read_hashes(self, keys: list[str], fields: tuple[str, ...]) -> Iterator[list[Any]]:
+        """The fields of each hash: one script call per SNAPSHOT_CHUNK hashes, so no single
+        call holds Redis for long, all sent at once; each reply is parsed while Redis still
+        reads the chunks after it."""
         if not keys:
-            return []
-        pipe = self.redis.pipeline(transaction=False)
-        for start in range(0, len(keys), SNAPSHOT_CHUNK):
-            self.scripts.run("snapshot", keys[start : start + SNAPSHOT_CHUNK], list(fields), pipe)
-        flat = [value for reply in pipe.execute() for value in reply]
-        width = len(fields)
-        return [flat[start : start + width] for start in range(0, len(flat), width)]
+            return
+        (sha,) = self.scripts.loaded(self.redis, "snapshot")
+        pool = self.redis.connection_pool
+        connection = pool.get_connection()
+        unread = 0
+        try:
+            for start in range(0, len(keys), SNAPSHOT_CHUNK):
+                chunk = keys[start : start + SNAPSHOT_CHUNK]
+                connection.send_command("EVALSHA", sha, len(chunk), *chunk, *fields)
+                unread += 1
+            width = len(fields)
+            while unread:
+                unread -= 1
+                flat = connection.read_response()
+                for start in range(0, len(flat), width):
+                    yield flat[start : start + width]
+        finally:
+            if unread:  # replies left on the wire: this connection cannot be reused
+                connection.disconnect()
+            pool.release(connection)
 
     def hold_lease(self, token: str, ttl_s: float) -> bool:
         """Take the scheduler lease, or keep it for another ttl_s if it is already ours."""
