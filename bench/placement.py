@@ -1,6 +1,7 @@
 """Placement throughput, end to end through the real store and a real redis-server, with
-the time of each pass split into snapshot read, placement and commit; beside it a naive
-first fit over the same snapshot, and Nomad's published rates.
+the time of each pass split into snapshot read, placement overlapped with the commits, and
+pending reasons, and the CPU time the scheduler and redis-server each spent per placement;
+beside it a naive first fit over the same snapshot, and Nomad's published rates.
 
 Jobs and workers are written through the store once and saved as a Redis snapshot (not
 timed); each run starts a fresh redis-server from it and times `schedule_once` passes until
@@ -24,7 +25,7 @@ from bench.servers import SNAPSHOT, redis_server
 from bench.stats import median, ratio
 from bench.timing import TimedScheduling
 from scheduler.loop import schedule_once
-from scheduler.placement import Placement
+from scheduler.placement import Placement, place
 from shared.config import Config
 from shared.store import Store, connect
 from shared.store.scheduling import QueuedJob, SchedulingStore, WorkerView
@@ -80,10 +81,15 @@ class Sweep:
     capped: bool = False
     idle_pass_s: float = 0.0  # the final pass, which placed nothing
     left_queued: int = 0
+    # Wall time of the passes by phase (see PHASES).
     phases: dict[str, float] = field(default_factory=dict)
+    # CPU time over the passes: the scheduler process (both threads) and redis-server.
+    cpu_s: dict[str, float] = field(default_factory=dict)
     # What redis-server itself spent per command over the run (INFO commandstats).
     redis_server_s: dict[str, float] = field(default_factory=dict)
-    first_fit_placed: int = 0  # the peer, in memory over the same snapshot and passes
+    place_placed: int = 0  # place() alone, in memory over the same snapshot and passes
+    place_s: float = 0.0
+    first_fit_placed: int = 0  # the peer, the same way
     first_fit_s: float = 0.0
 
     @property
@@ -92,7 +98,10 @@ class Sweep:
 
     @property
     def place_rate(self) -> float:
-        return self.placed / self.phases["place"] if self.phases.get("place") else 0.0
+        return self.place_placed / self.place_s if self.place_s else 0.0
+
+    def cpu_us_per_placement(self, process: str) -> float:
+        return self.cpu_s[process] / self.placed * 1e6 if self.placed else 0.0
 
     @property
     def first_fit_rate(self) -> float:
@@ -179,15 +188,16 @@ def fresh_store(data_dir: Path, snapshot: Path) -> Iterator[str]:
 
 def sweep(url: str, sizes: Sizes) -> Sweep:
     """Time schedule_once passes until one places nothing, splitting each by phase; then
-    run the first-fit peer over the same snapshot and passes."""
+    run place() alone and the first-fit peer over the same snapshot and passes."""
     store = Store(connect(url), PREFIX)
     jobs = store.scheduling.queued_jobs(sizes.jobs)
     workers = store.scheduling.live_workers(float(FRESH["JOBYARD_WORKER_TIMEOUT_S"]))
     timed = TimedScheduling(store.scheduling)
     store.scheduling = cast(SchedulingStore, timed)
     config = Config.from_env(env=FRESH)
-    result = Sweep(phases={"read": 0.0, "place": 0.0, "commit": 0.0, "pending": 0.0})
+    result = Sweep(phases={phase: 0.0 for phase in PHASES})
     store.redis.config_resetstat()
+    cpu_before = (time.process_time(), redis_cpu_seconds(store))
     while True:
         timed.reset()
         started = time.perf_counter()
@@ -200,20 +210,36 @@ def sweep(url: str, sizes: Sizes) -> Sweep:
         if result.seconds > sizes.budget_s:
             result.capped = True
             break
+    result.cpu_s = {
+        "scheduler": time.process_time() - cpu_before[0],
+        "redis": redis_cpu_seconds(store) - cpu_before[1],
+    }
     result.left_queued = store.jobs.counts()["QUEUED"]
     result.redis_server_s = redis_command_seconds(store)
+    result.place_placed, result.place_s = in_memory_sweep(place, jobs, workers)
     result.first_fit_placed, result.first_fit_s = in_memory_sweep(first_fit, jobs, workers)
     return result
+
+
+# A pass: read the snapshot; place, sending each batch's commit and waiting for the reply
+# to the one before (Redis commits while Python places: "wait" is what placing did not
+# hide); write pending reasons. "other" is any other store call (the clock, ...).
+PHASES = ("read", "place", "send", "wait", "pending", "other")
 
 
 def add_pass(result: Sweep, assigned: int, elapsed: float, timed: TimedScheduling) -> None:
     result.placed += assigned
     result.seconds += elapsed
     result.pass_seconds.append(elapsed)
-    for phase, seconds in timed.seconds.items():
-        result.phases[phase] = result.phases.get(phase, 0.0) + seconds
+    for phase in PHASES:
+        result.phases[phase] += timed.seconds[phase]
     # What the store calls did not take is place() and the loop's own Python.
     result.phases["place"] += elapsed - timed.store_seconds()
+
+
+def redis_cpu_seconds(store: Store) -> float:
+    info = store.redis.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 def one_pass_seconds(url: str, env: dict[str, str]) -> float:
@@ -288,7 +314,11 @@ def figures_for(sweeps: list[Sweep]) -> dict[str, Any]:
     return {
         "runs_count": len(sweeps),
         "end_to_end_per_s": median([s.rate for s in sweeps]),
-        "place_phase_per_s": median([s.place_rate for s in sweeps]),
+        "place_alone_per_s": median([s.place_rate for s in sweeps]),
+        "cpu_us_per_placement": {
+            process: median([s.cpu_us_per_placement(process) for s in sweeps])
+            for process in ("scheduler", "redis")
+        },
         "first_fit_per_s": median([s.first_fit_rate for s in sweeps]),
         "median_run_split": {phase: s / total for phase, s in middle.phases.items()},
         "median_run": asdict(middle),
@@ -311,10 +341,10 @@ def end_to_end_row(sizes: Sizes, count: int, f: dict[str, Any]) -> Row:
 
 
 def pure_row(count: int, f: dict[str, Any]) -> Row:
-    pure, peer = f["place_phase_per_s"], f["first_fit_per_s"]
+    pure, peer = f["place_alone_per_s"], f["first_fit_per_s"]
     return Row(
         "placement",
-        f"placement alone (place() in the loop), {count:,} workers ({runs(f)})",
+        f"placement alone (place() in memory, same passes), {count:,} workers ({runs(f)})",
         f"{pure:,.0f}/s",
         "",
         f"naive first fit {peer:,.0f}/s",
@@ -325,6 +355,7 @@ def pure_row(count: int, f: dict[str, Any]) -> Row:
 def headline_rows(f: dict[str, Any], aged_s: float, fresh_s: float) -> list[Row]:
     rate = f["end_to_end_per_s"]
     split = " / ".join(f"{phase} {share:.0%}" for phase, share in f["median_run_split"].items())
+    cpu = f["cpu_us_per_placement"]
     return [
         Row(
             "placement",
@@ -335,6 +366,11 @@ def headline_rows(f: dict[str, Any], aged_s: float, fresh_s: float) -> list[Row]
             f"{ratio(rate, NOMAD_C2M_PER_S):.2f}x",
         ),
         Row("placement", f"time split, {HEADLINE_WORKERS:,} workers", split),
+        Row(
+            "placement",
+            f"CPU per placement, scheduler / redis-server, {HEADLINE_WORKERS:,} workers",
+            f"{cpu['scheduler']:.0f} / {cpu['redis']:.0f} µs",
+        ),
         Row(
             "placement",
             f"first pass, every job past JOBYARD_STARVATION_S, {HEADLINE_WORKERS:,} workers",

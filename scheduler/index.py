@@ -3,12 +3,14 @@ instead of a pass over every worker.
 
 Workers are kept sorted by (free CPU, free memory, id). Best fit starts at the first worker
 with enough free CPU and walks up; worst fit walks down from the emptiest. Each walk stops
-after a few fitting candidates, and the policy's scorer picks among them. The scan compares
-plain integers held in the index: it runs once per worker passed over, so it must be cheap.
+after a few fitting candidates, and the policy's scorer picks among them. The scan runs once
+per worker passed over, so each entry is a flat tuple of plain integers that holds all the
+scan needs, and the index tracks free capacity itself rather than rebuilding WorkerViews.
 """
 
 from bisect import bisect_left, insort
-from dataclasses import replace
+from itertools import islice
+from math import inf
 
 from scheduler.feasible import matches
 from scheduler.rank import Scorer
@@ -19,21 +21,29 @@ from shared.store.scheduling import WorkerView
 # 48 give 99%), few enough that a placement stays far below a pass over every worker.
 CANDIDATES = 48
 
+# (free CPU, free memory, id, free GPUs, free slots, CPU capacity, memory capacity): sorted
+# by the first three; the capacities are at least 1, as the scorers divide by them.
+Entry = tuple[int, int, str, int, int, int, int]
 
-def _entry(worker: WorkerView) -> tuple[int, int, str]:
+
+def _entry(worker: WorkerView) -> Entry:
     free = worker.free
-    return (free.cpu_m, free.memory_mb, worker.id)
+    return (
+        free.cpu_m,
+        free.memory_mb,
+        worker.id,
+        free.gpus,
+        worker.free_slots,
+        max(worker.capacity.cpu_m, 1),
+        max(worker.capacity.memory_mb, 1),
+    )
 
 
 class CapacityIndex:
     def __init__(self, workers: list[WorkerView]) -> None:
-        self._views = {w.id: w for w in workers if w.free_slots > 0}
-        self._gpus = {w.id: w.free.gpus for w in self._views.values()}
-        self._caps = {
-            w.id: (max(w.capacity.cpu_m, 1), max(w.capacity.memory_mb, 1))
-            for w in self._views.values()
-        }
-        self._order = sorted(_entry(w) for w in self._views.values())
+        self._views = {w.id: w for w in workers}
+        self._entries = {w.id: _entry(w) for w in workers}  # full ones too, for give_back()
+        self._order = sorted(e for e in self._entries.values() if e[4] > 0)
 
     def __len__(self) -> int:
         return len(self._order)
@@ -45,44 +55,62 @@ class CapacityIndex:
         score: Scorer,
         tightest_first: bool,
         excluded: str | None = None,
-    ) -> WorkerView | None:
-        """The best-scoring of the first CANDIDATES workers that fit the request now and
-        carry the labels asked, leaving out the `excluded` one (ties: the lower id)."""
-        order, gpus, views, caps = self._order, self._gpus, self._views, self._caps
+    ) -> str | None:
+        """The id of the best-scoring of the first CANDIDATES workers that fit the request
+        now and carry the labels asked, leaving out the `excluded` one (ties: the lower id)."""
+        order = self._order
         start = bisect_left(order, (request.cpu_m, -1, ""))
-        positions = (
-            range(start, len(order)) if tightest_first else range(len(order) - 1, start - 1, -1)
+        walk = (
+            islice(order, start, None)
+            if tightest_first
+            else islice(reversed(order), len(order) - start)
         )
         cpu, memory, wanted_gpus = request.cpu_m, request.memory_mb, request.gpus
-        best: tuple[float, str] | None = None
+        best_score, best_id = inf, ""
         seen = 0
-        for position in positions:
-            free_cpu, free_memory, worker_id = order[position]
-            if free_memory < memory or gpus[worker_id] < wanted_gpus or worker_id == excluded:
+        for free_cpu, free_memory, worker_id, free_gpus, _, cap_cpu, cap_memory in walk:
+            if free_memory < memory or free_gpus < wanted_gpus or worker_id == excluded:
                 continue
-            if constraints and not matches(constraints, views[worker_id]):
+            if constraints and not matches(constraints, self._views[worker_id]):
                 continue
-            cap_cpu, cap_memory = caps[worker_id]
-            ranked = (
-                score((free_cpu - cpu) / cap_cpu, (free_memory - memory) / cap_memory),
-                worker_id,
-            )
-            if best is None or ranked < best:
-                best = ranked
+            scored = score((free_cpu - cpu) / cap_cpu, (free_memory - memory) / cap_memory)
+            if scored < best_score or (scored == best_score and worker_id < best_id):
+                best_score, best_id = scored, worker_id
             seen += 1
             if seen == CANDIDATES:
                 break
-        return views[best[1]] if best else None
+        return best_id if seen else None
 
-    def take(self, worker: WorkerView, request: Resources) -> None:
+    def take(self, worker_id: str, request: Resources) -> None:
         """Reserve the request on the worker, moving it to its new place in the order."""
-        self._order.pop(bisect_left(self._order, _entry(worker)))
-        updated = replace(
-            worker, reserved=worker.reserved + request, used_slots=worker.used_slots + 1
+        self._move(worker_id, request.cpu_m, request.memory_mb, request.gpus, 1)
+
+    def give_back(self, worker_id: str, request: Resources) -> None:
+        """Undo a take() whose commit Redis refused (the job had left the queue)."""
+        self._move(worker_id, -request.cpu_m, -request.memory_mb, -request.gpus, -1)
+
+    def drop(self, worker_id: str) -> None:
+        """Place nothing more on this worker (Redis no longer sees it as we do)."""
+        entry = self._entries.pop(worker_id, None)
+        if entry is not None and entry[4] > 0:
+            self._order.pop(bisect_left(self._order, entry))
+
+    def _move(self, worker_id: str, cpu: int, memory: int, gpus: int, slots: int) -> None:
+        entry = self._entries.get(worker_id)
+        if entry is None:
+            return  # dropped
+        free_cpu, free_memory, _, free_gpus, free_slots, cap_cpu, cap_memory = entry
+        if free_slots > 0:
+            self._order.pop(bisect_left(self._order, entry))
+        updated = (
+            free_cpu - cpu,
+            free_memory - memory,
+            worker_id,
+            free_gpus - gpus,
+            free_slots - slots,
+            cap_cpu,
+            cap_memory,
         )
-        if updated.free_slots > 0:
-            self._views[worker.id] = updated
-            self._gpus[worker.id] = updated.free.gpus
-            insort(self._order, _entry(updated))
-        else:
-            del self._views[worker.id], self._gpus[worker.id]
+        self._entries[worker_id] = updated
+        if free_slots - slots > 0:
+            insort(self._order, updated)

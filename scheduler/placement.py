@@ -32,38 +32,74 @@ def place(
     reservation: Reservation | None = None,
     now: float = 0.0,
 ) -> Placement:
-    """Place jobs in the order given (priority, then arrival). A job that fits nowhere now
-    does not block the smaller ones behind it; it gets a reason instead. A reserved worker
-    only takes jobs that will have ended before its reserved job can start."""
-    score = SCORERS[policy]
-    index = CapacityIndex(workers)
-    reasons = PendingReasons(workers)
-    misses: list[Resources] = []  # capacity only shrinks within a pass, so misses stay misses
-    result = Placement()
+    """Place jobs in the order given (priority, then arrival): see Placer."""
+    placer = Placer(workers, policy, reservation, now)
     for job in jobs:
-        if not job.constraints and any(_covers(job.request, miss) for miss in misses):
-            _wait(result, reasons, job)
-            continue
-        excluded = None
-        if reservation is not None and not reservation.admits(job, now):
+        placer.place(job)
+    return placer.result
+
+
+class Placer:
+    """Places jobs one at a time, in the order given (priority, then arrival), over the
+    workers' free capacity as it shrinks. A job that fits nowhere now does not block the
+    smaller ones behind it; it gets a reason instead. A reserved worker only takes jobs that
+    will have ended before its reserved job can start. The loop commits its decisions while
+    it places the next ones, and corrects the view with give_back() and drop() when Redis
+    refuses one."""
+
+    def __init__(
+        self,
+        workers: list[WorkerView],
+        policy: str = "binpack",
+        reservation: Reservation | None = None,
+        now: float = 0.0,
+    ) -> None:
+        self.result = Placement()
+        self._score = SCORERS[policy]
+        self._tightest_first = policy != "spread"
+        self._reservation = reservation
+        self._now = now
+        self._index = CapacityIndex(workers)
+        self._reasons = PendingReasons(workers)
+        # Request shapes that fitted nowhere: while capacity only shrinks, they still don't.
+        self._misses: list[Resources] = []
+
+    def place(self, job: QueuedJob) -> str | None:
+        """The id of the worker the job goes to (its capacity is now taken), or None."""
+        misses = self._misses
+        if misses and not job.constraints and any(_covers(job.request, m) for m in misses):
+            self._wait(job)
+            return None
+        reservation, excluded = self._reservation, None
+        if reservation is not None and not reservation.admits(job, self._now):
             excluded = reservation.worker_id
-        best = index.best(job.request, job.constraints, score, policy != "spread", excluded)
+        best = self._index.best(
+            job.request, job.constraints, self._score, self._tightest_first, excluded
+        )
         if best is None:
-            _wait(result, reasons, job)
+            self._wait(job)
             # A miss counts only when every worker was considered.
             if not job.constraints and excluded is None and len(misses) < MAX_REMEMBERED_MISSES:
                 misses.append(job.request)
-            continue
-        index.take(best, job.request)
-        result.assignments.append((job.id, best.id))
-    return result
+            return None
+        self._index.take(best, job.request)
+        self.result.assignments.append((job.id, best))
+        return best
 
+    def give_back(self, request: Resources, worker_id: str) -> None:
+        """A placement Redis refused because its job had left the queue: free its capacity."""
+        self._index.give_back(worker_id, request)
+        self._misses.clear()  # capacity grew: a shape that missed may fit now
 
-def _wait(result: Placement, reasons: "PendingReasons", job: QueuedJob) -> None:
-    reason, could_fit = reasons.of(job)
-    result.pending[job.id] = reason
-    if could_fit:
-        result.waiting_for_capacity.append(job)
+    def drop(self, worker_id: str) -> None:
+        """A worker Redis refused placements on (gone, silent, or fuller than we saw)."""
+        self._index.drop(worker_id)
+
+    def _wait(self, job: QueuedJob) -> None:
+        reason, could_fit = self._reasons.of(job)
+        self.result.pending[job.id] = reason
+        if could_fit:
+            self.result.waiting_for_capacity.append(job)
 
 
 def _covers(request: Resources, smaller: Resources) -> bool:

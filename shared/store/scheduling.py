@@ -2,8 +2,9 @@
 atomic commit of a batch of placements."""
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 
@@ -11,6 +12,18 @@ from shared.resources import Resources
 from shared.states import JobState
 from shared.store.jobs import DEFAULT_BACKOFF, Backoff
 from shared.store.scripts import StorePart
+
+# What the scheduler reads of each queued job and each worker.
+JOB_FIELDS = (
+    "cpu_m", "memory_mb", "gpus", "priority", "pending_reason", "constraints", "queued_at",
+    "timeout_s",
+)  # fmt: skip
+WORKER_FIELDS = (
+    "status", "cpu_m", "memory_mb", "gpus", "slots", "res_cpu_m", "res_memory_mb", "res_gpus",
+    "res_slots", "labels",
+)  # fmt: skip
+# Hashes per snapshot.lua call: about 10 ms of Redis time, which other clients wait out.
+SNAPSHOT_CHUNK = 1000
 
 
 class NotLeader(Exception):
@@ -54,20 +67,17 @@ class SchedulingStore(StorePart):
     def queued_jobs(self, limit: int) -> list[QueuedJob]:
         """The head of the queue: highest priority first, then oldest."""
         ids = self.redis.zrange(self.keys.queue, 0, limit - 1)
-        pipe = self.redis.pipeline(transaction=False)
-        for job_id in ids:
-            pipe.hmget(
-                self.keys.job(job_id),
-                "cpu_m", "memory_mb", "gpus", "priority", "pending_reason", "constraints",
-                "queued_at", "timeout_s",
-            )  # fmt: skip
+        rows = self._read_hashes([self.keys.job(job_id) for job_id in ids], JOB_FIELDS)
+        requests: dict[tuple[str, str, str], Resources] = {}  # few shapes, many jobs
         jobs = []
         for job_id, (cpu_m, mem, gpus, priority, reason, constraints, queued_at, timeout) in zip(
-            ids, pipe.execute(), strict=True
+            ids, rows, strict=True
         ):
             if cpu_m is None:  # deleted between the two reads
                 continue
-            request = Resources(int(cpu_m), int(mem), int(gpus))
+            request = requests.get((cpu_m, mem, gpus))
+            if request is None:
+                request = requests[cpu_m, mem, gpus] = Resources(int(cpu_m), int(mem), int(gpus))
             wanted = json.loads(constraints) if constraints and constraints != "{}" else {}
             timeout_s = float(timeout) if timeout else None
             jobs.append(
@@ -104,23 +114,9 @@ class SchedulingStore(StorePart):
     def live_workers(self, worker_timeout_s: float) -> list[WorkerView]:
         """Workers that are alive (not draining or lost) and heard from recently."""
         ids = self.redis.zrangebyscore(self.keys.workers, self.clock() - worker_timeout_s, "+inf")
-        pipe = self.redis.pipeline(transaction=False)
-        fields = (
-            "status",
-            "cpu_m",
-            "memory_mb",
-            "gpus",
-            "slots",
-            "res_cpu_m",
-            "res_memory_mb",
-            "res_gpus",
-            "res_slots",
-            "labels",
-        )
-        for worker_id in ids:
-            pipe.hmget(self.keys.worker(worker_id), *fields)
+        rows = self._read_hashes([self.keys.worker(worker_id) for worker_id in ids], WORKER_FIELDS)
         workers = []
-        for worker_id, values in zip(ids, pipe.execute(), strict=True):
+        for worker_id, values in zip(ids, rows, strict=True):
             if values[0] != "alive":
                 continue
             cpu, mem, gpus, slots, r_cpu, r_mem, r_gpus, r_slots = (int(v) for v in values[1:9])
@@ -136,6 +132,35 @@ class SchedulingStore(StorePart):
             )
         return workers
 
+    def _read_hashes(self, keys: list[str], fields: tuple[str, ...]) -> Iterator[list[Any]]:
+        """The fields of each hash: one script call per SNAPSHOT_CHUNK hashes, so no single
+        call holds Redis for long, all sent at once; each reply is parsed while Redis still
+        reads the chunks after it."""
+        if not keys:
+            return
+        (sha,) = self.scripts.loaded(self.redis, "snapshot")
+        pool = self.redis.connection_pool
+        connection = pool.get_connection()
+        unread = 0
+        try:
+            for start in range(0, len(keys), SNAPSHOT_CHUNK):
+                chunk = keys[start : start + SNAPSHOT_CHUNK]
+                # A health check's PING after the first call would read a chunk's reply.
+                connection.send_command(
+                    "EVALSHA", sha, len(chunk), *chunk, *fields, check_health=not unread
+                )
+                unread += 1
+            width = len(fields)
+            while unread:
+                unread -= 1
+                flat = connection.read_response()
+                for start in range(0, len(flat), width):
+                    yield flat[start : start + width]
+        finally:
+            if unread:  # replies left on the wire: this connection cannot be reused
+                connection.disconnect()
+            pool.release(connection)
+
     def hold_lease(self, token: str, ttl_s: float) -> bool:
         """Take the scheduler lease, or keep it for another ttl_s if it is already ours."""
         return bool(
@@ -150,24 +175,36 @@ class SchedulingStore(StorePart):
         reason it was skipped (capacity taken, job gone...)."""
         if not placements:
             return []
+        keys, args = self._assign_call(placements, worker_timeout_s, lease_token)
+        try:
+            return list(self.scripts.run("assign", keys, args))
+        except redis.ResponseError as exc:
+            raise _not_leader(exc) from None
+
+    def commit_pipeline(
+        self, worker_timeout_s: float, lease_token: str, lease_ttl_s: float
+    ) -> "CommitPipeline":
+        return CommitPipeline(self, worker_timeout_s, lease_token, lease_ttl_s)
+
+    def _assign_call(
+        self, placements: Sequence[tuple[str, str]], worker_timeout_s: float, lease_token: str
+    ) -> tuple[list[str], list[str | float | int]]:
+        """KEYS and ARGV of lua/assign.lua for a batch of placements."""
         keys = self.keys.common() + [self.keys.scheduler_lease]
         now = self.clock()
-        args: list[str | float] = [now, now - worker_timeout_s, lease_token]
+        args: list[str | float | int] = [now, now - worker_timeout_s, lease_token, len(placements)]
+        numbers: dict[str, int] = {}  # each worker's keys are sent once
         for job_id, worker_id in placements:
+            keys += [self.keys.job(job_id), self.keys.job_events(job_id)]
+            args += [job_id, numbers.setdefault(worker_id, len(numbers) + 1)]
+        for worker_id in numbers:
             keys += [
-                self.keys.job(job_id),
-                self.keys.job_events(job_id),
                 self.keys.worker(worker_id),
                 self.keys.worker_jobs(worker_id),
                 self.keys.worker_inbox(worker_id),
             ]
-            args += [job_id, worker_id]
-        try:
-            return list(self.scripts.run("assign", keys, args))
-        except redis.ResponseError as exc:
-            if "not leader" in str(exc):
-                raise NotLeader(str(exc)) from None
-            raise
+        args += numbers
+        return keys, args
 
     def expire_queued(self) -> list[str]:
         """Fail the QUEUED jobs whose queue timeout has passed (reason unschedulable)."""
@@ -247,3 +284,64 @@ class SchedulingStore(StorePart):
     def set_pending_reasons(self, reasons: dict[str, str]) -> None:
         if reasons:
             self.scripts.run("pending", [self.keys.job(j) for j in reasons], list(reasons.values()))
+
+
+def _not_leader(exc: redis.ResponseError) -> Exception:
+    return NotLeader(str(exc)) if "not leader" in str(exc) else exc
+
+
+class CommitPipeline:
+    """Batches committed without waiting for each reply: the caller sends the next batch
+    before it reads the reply to the one before, so Redis runs one batch while the caller
+    places the next, and starts the next as soon as it is done. Each batch is a lease.lua
+    call (keeping the lease through a long pass) followed by an assign.lua call, exactly as
+    hold_lease() then commit(); replies come back in the order sent. Holds a connection of
+    its own from the client's pool for as long as it is open."""
+
+    def __init__(
+        self, part: SchedulingStore, worker_timeout_s: float, lease_token: str, lease_ttl_s: float
+    ) -> None:
+        self._part = part
+        self._worker_timeout_s = worker_timeout_s
+        self._token = lease_token
+        self._ttl_ms = int(lease_ttl_s * 1000)
+        self._pool = part.redis.connection_pool
+        self._connection: Any = None
+        self._unread = 0
+        self._lease_sha, self._assign_sha = part.scripts.loaded(part.redis, "lease", "assign")
+
+    def __enter__(self) -> "CommitPipeline":
+        self._connection = self._pool.get_connection()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._unread:  # replies left on the wire: this connection cannot be reused
+            self._connection.disconnect()
+        self._pool.release(self._connection)
+
+    def send(self, placements: Sequence[tuple[str, str]]) -> None:
+        keys, args = self._part._assign_call(placements, self._worker_timeout_s, self._token)
+        lease = self._part.keys.scheduler_lease
+        self._send("EVALSHA", self._lease_sha, 1, lease, self._token, self._ttl_ms)
+        self._send("EVALSHA", self._assign_sha, len(keys), *keys, *args)
+
+    def receive(self) -> list[int | str] | None:
+        """The outcomes of the oldest batch not yet received, as commit() returns them; None
+        when another scheduler holds the lease (then nothing of the batch was committed)."""
+        holds = self._read()
+        try:
+            outcomes = self._read()
+        except redis.ResponseError as exc:
+            if not holds:
+                return None  # refused as not leader: that is what the lease reply said
+            raise _not_leader(exc) from None
+        return list(outcomes) if holds else None
+
+    def _send(self, *args: Any) -> None:
+        # No health check: its PING would read the reply of a batch still in flight.
+        self._connection.send_command(*args, check_health=False)
+        self._unread += 1
+
+    def _read(self) -> Any:
+        self._unread -= 1  # read or failed, it is off the wire
+        return self._connection.read_response()

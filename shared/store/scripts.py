@@ -27,6 +27,7 @@ SCRIPT_NAMES = (
     "promote",
     "delete",
     "output",
+    "snapshot",
 )
 
 
@@ -45,6 +46,16 @@ class Scripts:
 
     def run(self, name: str, keys: list[str], args: list[Any], client: Any = None) -> Any:
         return self._scripts[name](keys=keys, args=args, client=client)
+
+    def loaded(self, client: redis.Redis, *names: str) -> list[str]:
+        """The SHA1 of each script, loading any Redis lacks (as after a restart), for callers
+        that send EVALSHA themselves."""
+        scripts = [self._scripts[name] for name in names]
+        exist = client.script_exists(*(script.sha for script in scripts))
+        for script, exists in zip(scripts, exist, strict=True):
+            if not exists:
+                client.script_load(script.script)
+        return [script.sha for script in scripts]
 
 
 class StorePart:
