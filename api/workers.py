@@ -37,7 +37,7 @@ class Workers(MethodView):
 @blp.route("/register")
 class Register(MethodView):
     @require("join", "admin")
-    @blp.arguments(RegisterSchema)
+    @blp.arguments(RegisterSchema())
     @blp.response(201, RegisteredSchema)
     def post(self, body: dict[str, Any]) -> Any:
         """Join the pool with the worker join token; answers the worker's own token."""
@@ -63,7 +63,7 @@ class Register(MethodView):
 @blp.route("/<string:worker_id>/heartbeat")
 class Heartbeat(MethodView):
     @require("worker")
-    @blp.arguments(HeartbeatSchema)
+    @blp.arguments(HeartbeatSchema())
     @blp.response(200, HeartbeatAnswerSchema)
     def post(self, body: dict[str, Any], worker_id: str) -> Any:
         """Alive; answers the jobs to cancel and the ones no longer this worker's."""
@@ -98,7 +98,7 @@ class Worker(MethodView):
 @blp.route("/<string:worker_id>/assignments")
 class Assignments(MethodView):
     @require("worker")
-    @blp.arguments(AssignmentArgsSchema, location="query")
+    @blp.arguments(AssignmentArgsSchema(), location="query")
     @blp.response(200, AssignmentListSchema)
     @blp.alt_response(204, description="nothing was assigned within `wait` seconds")
     def get(self, args: dict[str, Any], worker_id: str) -> Any:
