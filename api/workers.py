@@ -92,6 +92,7 @@ class Worker(MethodView):
         """Deregister a worker that holds no job (drain it first); 409 while it does."""
         require_own_worker(worker_id)
         services().store.workers.deregister(worker_id)
+        services().tokens.forget_worker(worker_id)
         return ""
 
 
