@@ -75,7 +75,7 @@ class Jobs(MethodView):
         args["image"] = args["image"] or services().config.default_image
         resources = _checked_request(args)
         spec = {name: args[name] for name in SPEC_FIELDS}
-        job_id, created = services().store.jobs.submit(
+        job, created = services().store.jobs.submit(
             secrets.token_hex(8),
             current().name,
             spec,
@@ -83,7 +83,7 @@ class Jobs(MethodView):
             args["priority"],
             _idempotency_key(),
         )
-        return services().store.jobs.get(job_id), 201 if created else 200
+        return job, 201 if created else 200
 
     @require("admin", "user")
     @blp.arguments(JobListArgsSchema(), location="query")

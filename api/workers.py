@@ -7,7 +7,7 @@ from typing import Any
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from api.auth import current, require, require_own_worker
+from api.auth import require, require_own_worker
 from api.extensions import services
 from shared.resources import Resources, cpu_to_millicores
 from shared.schemas.workers import (
@@ -20,7 +20,6 @@ from shared.schemas.workers import (
     WorkerListSchema,
     WorkerSchema,
 )
-from shared.states import JobState
 from shared.store.tokens import token_hash
 
 blp = Blueprint("workers", __name__, url_prefix="/api/v1/workers", description="Worker agents")
@@ -105,13 +104,7 @@ class Assignments(MethodView):
     def get(self, args: dict[str, Any], worker_id: str) -> Any:
         """Long-poll: returns as soon as jobs are newly assigned to this worker."""
         require_own_worker(worker_id)
-        store = services().store
-        job_ids = store.workers.pop_assigned(worker_id, args["wait"])
-        jobs = [
-            job
-            for job in store.jobs.get_many(job_ids)
-            if job["state"] == JobState.ASSIGNED and job["worker_id"] == current().worker_id
-        ]
+        jobs = services().store.workers.pop_assigned(worker_id, args["wait"])
         if not jobs:
             return "", 204
         return {"jobs": jobs}
