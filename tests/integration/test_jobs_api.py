@@ -199,27 +199,23 @@ def test_a_deregistered_workers_token_dies_everywhere_within_the_cache_period(
 ) -> None:
     """Two API processes (two apps) on one Redis: the one that deregisters the worker
     refuses its token at once; the other remembers it for at most TOKEN_CACHE_S."""
-    this, other = create_app(CONFIG, store), create_app(CONFIG, store)
+    this_app, other_app = create_app(CONFIG, store), create_app(CONFIG, store)
     clock = ManualClock()
-    services = other.extensions["jobyard"]
-    other.extensions["jobyard"] = Services(
-        services.config, store, TokenCache(store.tokens.lookup_hash, clock=clock)
+    other_app.extensions["jobyard"] = Services(
+        CONFIG, store, TokenCache(store.tokens.lookup_hash, clock=clock)
     )
-    answer = this.test_client().post(
-        "/api/v1/workers/register",
-        json={"hostname": "host", "capacity": {"cpu": 2, "memory_mb": 1024}},
-        headers=JOIN,
-    ).get_json()
+    this, other = this_app.test_client(), other_app.test_client()
+    body = {"hostname": "host", "capacity": {"cpu": 2, "memory_mb": 1024}}
+    answer = this.post("/api/v1/workers/register", json=body, headers=JOIN).get_json()
     token = {"Authorization": f"Bearer {answer['token']}"}
-    heartbeat = f"/api/v1/workers/{answer['worker_id']}/heartbeat"
-    assert this.test_client().post(heartbeat, json={}, headers=token).status_code == 200
-    assert other.test_client().post(heartbeat, json={}, headers=token).status_code == 200
-
     worker = f"/api/v1/workers/{answer['worker_id']}"
-    assert this.test_client().delete(worker, headers=token).status_code == 204
-    assert error_of(this.test_client().post(heartbeat, json={}, headers=token), 401)
+    assert this.post(f"{worker}/heartbeat", json={}, headers=token).status_code == 200
+    assert other.post(f"{worker}/heartbeat", json={}, headers=token).status_code == 200
+
+    assert this.delete(worker, headers=token).status_code == 204
+    assert error_of(this.post(f"{worker}/heartbeat", json={}, headers=token), 401)
     clock.advance(TOKEN_CACHE_S / 2)
     # Still remembered there; the worker it names is gone.
-    assert error_of(other.test_client().post(heartbeat, json={}, headers=token), 404)
+    assert error_of(other.post(f"{worker}/heartbeat", json={}, headers=token), 404)
     clock.advance(TOKEN_CACHE_S / 2)
-    assert error_of(other.test_client().post(heartbeat, json={}, headers=token), 401)
+    assert error_of(other.post(f"{worker}/heartbeat", json={}, headers=token), 401)
