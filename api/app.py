@@ -6,6 +6,7 @@ from flask_smorest import Api
 from api import attempts, jobs, ops, streams, workers
 from api.errors import register_error_handlers
 from api.extensions import Services
+from api.token_cache import TokenCache
 from shared.config import Config
 from shared.store import Store, connect
 
@@ -26,7 +27,7 @@ def create_app(config: Config | None = None, store: Store | None = None) -> Flas
     )
     if store is None:
         store = Store(connect(config.redis_url), config.redis_prefix)
-    app.extensions["jobyard"] = Services(config, store)
+    app.extensions["jobyard"] = Services(config, store, TokenCache(store.tokens.lookup_hash))
     api = Api(app)
     for blueprint in (jobs.blp, attempts.blp, workers.blp, ops.blp, streams.blp):
         api.register_blueprint(blueprint)

@@ -42,7 +42,7 @@ class Start(MethodView):
 @blp.route("/output")
 class Output(MethodView):
     @require("worker")
-    @blp.arguments(OutputPostSchema)
+    @blp.arguments(OutputPostSchema())
     @blp.response(200, OutputAnswerSchema)
     def post(self, body: dict[str, Any], job_id: str, attempt: int) -> Any:
         """Append chunks (a seq seen before is ignored); answers whether to cancel."""
@@ -55,7 +55,7 @@ class Output(MethodView):
 @blp.route("/result")
 class Result(MethodView):
     @require("worker")
-    @blp.arguments(ResultSchema)
+    @blp.arguments(ResultSchema())
     @blp.response(200, TransitionSchema)
     def post(self, body: dict[str, Any], job_id: str, attempt: int) -> Any:
         """The attempt ended; repeating it changes nothing."""

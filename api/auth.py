@@ -1,7 +1,7 @@
 """Bearer tokens: the admin and join tokens from configuration, worker tokens from the store.
 
 Configured tokens are compared in constant time; stored ones are looked up by their sha256,
-so the raw token is never kept.
+so the raw token is never kept, and remembered for a second (api/token_cache.py).
 """
 
 import hmac
@@ -48,7 +48,7 @@ def authenticate() -> Principal:
         return Principal("admin", "admin")
     if _equal(token, config.worker_join_token):
         return Principal("join", "join")
-    record = services().store.tokens.lookup(token)
+    record = services().tokens.get(token)
     if record is None:
         raise Unauthorized("unknown or revoked token")
     return Principal(record["name"], record["role"], record.get("worker_id"))

@@ -1,10 +1,11 @@
-"""What blueprints share, bound to each app in create_app: the services (configuration and
-store). Blueprints never import the app module."""
+"""What blueprints share, bound to each app in create_app: the services (configuration,
+store and token cache). Blueprints never import the app module."""
 
 from dataclasses import dataclass
 
 from flask import current_app
 
+from api.token_cache import TokenCache
 from shared.config import Config
 from shared.store import Store
 
@@ -13,6 +14,7 @@ from shared.store import Store
 class Services:
     config: Config
     store: Store
+    tokens: TokenCache
 
 
 def services() -> Services:

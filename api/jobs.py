@@ -68,14 +68,14 @@ def _idempotency_key() -> str | None:
 @blp.route("")
 class Jobs(MethodView):
     @require("admin", "user")
-    @blp.arguments(JobSubmitSchema)
+    @blp.arguments(JobSubmitSchema())
     @blp.response(201, JobSchema)
     def post(self, args: dict[str, Any]) -> Any:
         """Submit a job; an Idempotency-Key header makes a resubmission return the first."""
         args["image"] = args["image"] or services().config.default_image
         resources = _checked_request(args)
         spec = {name: args[name] for name in SPEC_FIELDS}
-        job_id, created = services().store.jobs.submit(
+        job, created = services().store.jobs.submit(
             secrets.token_hex(8),
             current().name,
             spec,
@@ -83,10 +83,10 @@ class Jobs(MethodView):
             args["priority"],
             _idempotency_key(),
         )
-        return services().store.jobs.get(job_id), 201 if created else 200
+        return job, 201 if created else 200
 
     @require("admin", "user")
-    @blp.arguments(JobListArgsSchema, location="query")
+    @blp.arguments(JobListArgsSchema(), location="query")
     @blp.response(200, JobListSchema)
     def get(self, args: dict[str, Any]) -> Any:
         """Jobs newest first, with counts per state."""
@@ -153,7 +153,7 @@ class JobRetry(MethodView):
 @blp.route("/<string:job_id>/output")
 class JobOutput(MethodView):
     @require("admin", "user")
-    @blp.arguments(OutputArgsSchema, location="query")
+    @blp.arguments(OutputArgsSchema(), location="query")
     @blp.response(200, OutputSchema)
     def get(self, args: dict[str, Any], job_id: str) -> Any:
         """Output chunks numbered above `offset`, stdout and stderr in the order read."""

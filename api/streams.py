@@ -74,7 +74,7 @@ Gone = Callable[[], bool]
 @blp.route("/jobs/<string:job_id>/output/stream")
 class JobOutputStream(MethodView):
     @require("admin", "user")
-    @blp.arguments(OutputStreamArgsSchema, location="query")
+    @blp.arguments(OutputStreamArgsSchema(), location="query")
     @blp.doc(**EVENT_STREAM_DOC)
     def get(self, args: dict[str, Any], job_id: str) -> Response:
         """The job's output chunks as server-sent events, live until the job ends.
@@ -94,7 +94,7 @@ class JobOutputStream(MethodView):
 @blp.route("/events/stream")
 class ChangeFeed(MethodView):
     @require("admin", "user")
-    @blp.arguments(FeedStreamArgsSchema, location="query")
+    @blp.arguments(FeedStreamArgsSchema(), location="query")
     @blp.doc(**EVENT_STREAM_DOC)
     def get(self, args: dict[str, Any]) -> Response:
         """Every job transition and worker change from now on (or after the Last-Event-ID

@@ -7,7 +7,7 @@ from typing import Any
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from api.auth import current, require, require_own_worker
+from api.auth import require, require_own_worker
 from api.extensions import services
 from shared.resources import Resources, cpu_to_millicores
 from shared.schemas.workers import (
@@ -20,7 +20,6 @@ from shared.schemas.workers import (
     WorkerListSchema,
     WorkerSchema,
 )
-from shared.states import JobState
 from shared.store.tokens import token_hash
 
 blp = Blueprint("workers", __name__, url_prefix="/api/v1/workers", description="Worker agents")
@@ -37,7 +36,7 @@ class Workers(MethodView):
 @blp.route("/register")
 class Register(MethodView):
     @require("join", "admin")
-    @blp.arguments(RegisterSchema)
+    @blp.arguments(RegisterSchema())
     @blp.response(201, RegisteredSchema)
     def post(self, body: dict[str, Any]) -> Any:
         """Join the pool with the worker join token; answers the worker's own token."""
@@ -63,7 +62,7 @@ class Register(MethodView):
 @blp.route("/<string:worker_id>/heartbeat")
 class Heartbeat(MethodView):
     @require("worker")
-    @blp.arguments(HeartbeatSchema)
+    @blp.arguments(HeartbeatSchema())
     @blp.response(200, HeartbeatAnswerSchema)
     def post(self, body: dict[str, Any], worker_id: str) -> Any:
         """Alive; answers the jobs to cancel and the ones no longer this worker's."""
@@ -92,25 +91,20 @@ class Worker(MethodView):
         """Deregister a worker that holds no job (drain it first); 409 while it does."""
         require_own_worker(worker_id)
         services().store.workers.deregister(worker_id)
+        services().tokens.forget_worker(worker_id)
         return ""
 
 
 @blp.route("/<string:worker_id>/assignments")
 class Assignments(MethodView):
     @require("worker")
-    @blp.arguments(AssignmentArgsSchema, location="query")
+    @blp.arguments(AssignmentArgsSchema(), location="query")
     @blp.response(200, AssignmentListSchema)
     @blp.alt_response(204, description="nothing was assigned within `wait` seconds")
     def get(self, args: dict[str, Any], worker_id: str) -> Any:
         """Long-poll: returns as soon as jobs are newly assigned to this worker."""
         require_own_worker(worker_id)
-        store = services().store
-        job_ids = store.workers.pop_assigned(worker_id, args["wait"])
-        jobs = [
-            job
-            for job in store.jobs.get_many(job_ids)
-            if job["state"] == JobState.ASSIGNED and job["worker_id"] == current().worker_id
-        ]
+        jobs = services().store.workers.pop_assigned(worker_id, args["wait"])
         if not jobs:
             return "", 204
         return {"jobs": jobs}

@@ -23,6 +23,10 @@ class ResourcesSchema(Schema):
     gpus = fields.Integer(load_default=0, validate=validate.Range(min=0, max=64))
 
 
+# Built once: a schema built per request deep-copies its fields each time.
+DEFAULT_RESOURCES = ResourcesSchema()
+
+
 class JobSubmitSchema(Schema):
     image = fields.String(load_default=None, validate=validate.Length(min=1, max=255))
     command = fields.List(
@@ -36,7 +40,7 @@ class JobSubmitSchema(Schema):
         load_default=dict,
         validate=validate.Length(max=256),
     )
-    resources = fields.Nested(ResourcesSchema, load_default=lambda: ResourcesSchema().load({}))
+    resources = fields.Nested(ResourcesSchema, load_default=lambda: DEFAULT_RESOURCES.load({}))
     timeout_s = fields.Float(load_default=None, validate=validate.Range(min=0.1, max=30 * 86400))
     priority = fields.Integer(load_default=0, validate=validate.Range(min=-1000, max=1000))
     labels = label_map(load_default=dict)

@@ -49,9 +49,9 @@ class JobStore(StorePart):
         resources: Resources,
         priority: int,
         idempotency_key: str | None = None,
-    ) -> tuple[str, bool]:
-        """Store a QUEUED job. Returns (job id, created); with an idempotency key already
-        used by this owner, the first job's id and False."""
+    ) -> tuple[dict[str, Any], bool]:
+        """Store a QUEUED job. Returns (the job, created); with an idempotency key already
+        used by this owner, the first job and False."""
         keys = self.keys.common() + [
             self.keys.job(job_id),
             self.keys.job_events(job_id),
@@ -77,8 +77,11 @@ class JobStore(StorePart):
             spec.get("max_retries") or 0,
             idempotency_key or "",
         ]
-        created, stored_id = self.scripts.run("submit", keys, args)
-        return stored_id, created == 1
+        created, stored_id, *stored = self.scripts.run("submit", keys, args)
+        if not created:
+            return self.get(stored_id), False
+        flat = stored[0]
+        return job_from_hash(dict(zip(flat[::2], flat[1::2], strict=True))), True
 
     def get(self, job_id: str) -> dict[str, Any]:
         h = self.redis.hgetall(self.keys.job(job_id))

@@ -20,5 +20,9 @@ class TokenStore:
 
     def lookup(self, token: str) -> dict[str, Any] | None:
         """The record {name, role, worker_id?} of a stored token, or None."""
-        raw = self.redis.hget(self.keys.tokens, token_hash(token))
+        return self.lookup_hash(token_hash(token))
+
+    def lookup_hash(self, digest: str) -> dict[str, Any] | None:
+        """The same, by the token's sha256 (hex)."""
+        raw = self.redis.hget(self.keys.tokens, digest)
         return json.loads(raw) if raw else None

@@ -6,12 +6,14 @@ from collections.abc import Iterable
 from typing import Any
 
 from shared.resources import Resources
+from shared.states import JobState
 from shared.store.errors import InvalidState, NotFound
-from shared.store.records import worker_from_hash
+from shared.store.records import job_from_hash, worker_from_hash
 from shared.store.scripts import StorePart
 
 # Each blocking read stays well under the client's socket timeout (shared.store.connect).
 BLOCK_SLICE_S = 2.0
+MIN_BLOCK_S = 0.01
 
 
 class WorkerLost(Exception):
@@ -128,22 +130,41 @@ class WorkerStore(StorePart):
                 return dict(zip(reply[1::2], reply[2::2], strict=True))
             # An assignment landed between the read and the script: read again.
 
-    def pop_assigned(self, worker_id: str, wait_s: float) -> list[str]:
-        """Block up to `wait_s` for newly assigned job ids; returns all that are waiting."""
+    def pop_assigned(self, worker_id: str, wait_s: float) -> list[dict[str, Any]]:
+        """Block up to `wait_s` for jobs newly assigned to this worker; returns all that are
+        waiting and still assigned to it (one cancelled or requeued meanwhile is left out)."""
         inbox = self.keys.worker_inbox(worker_id)
-        deadline = time.monotonic() + wait_s
-        first = self.redis.lpop(inbox)
-        # BLPOP with timeout 0 would block forever, so the last instants do not block.
-        while first is None and (remaining := deadline - time.monotonic()) > 0.01:
-            popped = self.redis.blpop([inbox], timeout=min(BLOCK_SLICE_S, remaining))
-            first = popped[1] if popped else None
+        first = self._first_assigned(inbox, wait_s)
         if first is None:
             return []
+        # The first job is read with the rest of the inbox: one round trip when it is alone.
         pipe = self.redis.pipeline(transaction=True)
+        pipe.hgetall(self.keys.job(first))
         pipe.lrange(inbox, 0, -1)
         pipe.delete(inbox)
-        rest, _ = pipe.execute()
-        return [first, *rest]
+        first_hash, rest, _ = pipe.execute()
+        hashes = [first_hash]
+        if rest:
+            pipe = self.redis.pipeline(transaction=False)
+            for job_id in rest:
+                pipe.hgetall(self.keys.job(job_id))
+            hashes += pipe.execute()
+        jobs = [job_from_hash(h) for h in hashes if h]
+        return [j for j in jobs if j["state"] == JobState.ASSIGNED and j["worker_id"] == worker_id]
+
+    def _first_assigned(self, inbox: str, wait_s: float) -> str | None:
+        # BLPOP answers at once when the inbox holds something, so only a wait too short
+        # to block (timeout 0 would block forever) takes the plain LPOP.
+        if wait_s <= MIN_BLOCK_S:
+            first: str | None = self.redis.lpop(inbox)
+            return first
+        deadline = time.monotonic() + wait_s
+        while (remaining := deadline - time.monotonic()) > MIN_BLOCK_S:
+            popped = self.redis.blpop([inbox], timeout=min(BLOCK_SLICE_S, remaining))
+            if popped:
+                found: str = popped[1]
+                return found
+        return None
 
     def get(self, worker_id: str) -> dict[str, Any]:
         h = self.redis.hgetall(self.keys.worker(worker_id))

@@ -9,6 +9,8 @@ import pytest
 from flask.testing import FlaskClient
 
 from api.app import create_app
+from api.extensions import Services
+from api.token_cache import TOKEN_CACHE_S, TokenCache
 from scheduler.reaper import reap_once
 from shared.config import Config
 from shared.schemas.errors import ErrorSchema
@@ -190,3 +192,30 @@ def test_delete_of_another_users_job_is_404_and_changes_nothing(
     assert error_of(client.delete("/api/v1/jobs/no-such-job", headers=BOB), 404)
     assert client.delete(f"/api/v1/jobs/{mine['id']}", headers=BOB).status_code == 204
     assert client.delete(f"/api/v1/jobs/{admins['id']}", headers=ADMIN).status_code == 204
+
+
+def test_a_deregistered_workers_token_dies_everywhere_within_the_cache_period(
+    store: Store,
+) -> None:
+    """Two API processes (two apps) on one Redis: the one that deregisters the worker
+    refuses its token at once; the other remembers it for at most TOKEN_CACHE_S."""
+    this_app, other_app = create_app(CONFIG, store), create_app(CONFIG, store)
+    clock = ManualClock()
+    other_app.extensions["jobyard"] = Services(
+        CONFIG, store, TokenCache(store.tokens.lookup_hash, clock=clock)
+    )
+    this, other = this_app.test_client(), other_app.test_client()
+    body = {"hostname": "host", "capacity": {"cpu": 2, "memory_mb": 1024}}
+    answer = this.post("/api/v1/workers/register", json=body, headers=JOIN).get_json()
+    token = {"Authorization": f"Bearer {answer['token']}"}
+    worker = f"/api/v1/workers/{answer['worker_id']}"
+    assert this.post(f"{worker}/heartbeat", json={}, headers=token).status_code == 200
+    assert other.post(f"{worker}/heartbeat", json={}, headers=token).status_code == 200
+
+    assert this.delete(worker, headers=token).status_code == 204
+    assert error_of(this.post(f"{worker}/heartbeat", json={}, headers=token), 401)
+    clock.advance(TOKEN_CACHE_S / 2)
+    # Still remembered there; the worker it names is gone.
+    assert error_of(other.post(f"{worker}/heartbeat", json={}, headers=token), 404)
+    clock.advance(TOKEN_CACHE_S / 2)
+    assert error_of(other.post(f"{worker}/heartbeat", json={}, headers=token), 401)

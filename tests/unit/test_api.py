@@ -6,6 +6,7 @@ from typing import Any
 import fakeredis
 import pytest
 from flask.testing import FlaskClient
+from marshmallow import Schema
 
 from api.app import create_app
 from scheduler.loop import schedule_once
@@ -210,6 +211,37 @@ def test_the_whole_worker_conversation(client: FlaskClient, store: Store) -> Non
     assert workers[0]["reserved"]["jobs"] == 0 and workers[0]["status"] == "alive"
     stats = client.get("/api/v1/stats", headers=ADMIN).get_json()
     assert stats["counts"]["COMPLETED"] == 1 and stats["capacity"]["cpu"] == 2.0
+
+
+def test_the_dispatch_requests_build_no_schema(
+    client: FlaskClient, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Schemas are built once at startup: webargs given a schema class builds (and
+    deep-copies) a new one for every request, which cost the dispatch path a third of its
+    CPU."""
+    worker_id, token = register(client)
+
+    def one_job() -> None:
+        job = submit(client)
+        assert schedule_once(store, CONFIG) == 1
+        poll = client.get(f"/api/v1/workers/{worker_id}/assignments?wait=1", headers=token)
+        assert poll.status_code == 200
+        base = f"/api/v1/jobs/{job['id']}/attempts/1"
+        assert client.post(f"{base}/start", headers=token).status_code == 200
+        result = client.post(f"{base}/result", json={"exit_code": 0}, headers=token)
+        assert result.status_code == 200
+
+    one_job()  # nested schemas are built on their first use
+    built = []
+    init = Schema.__init__
+
+    def counting_init(self: Schema, *args: Any, **kwargs: Any) -> None:
+        built.append(type(self).__name__)
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(Schema, "__init__", counting_init)
+    one_job()
+    assert built == []
 
 
 def test_a_job_nobody_can_hold_says_why(client: FlaskClient, store: Store) -> None:

@@ -60,9 +60,12 @@ def test_idempotency_key_returns_the_first_job(store: Store) -> None:
     first = store.jobs.submit("a", "alice", spec, Resources(100, 10), 0, "key-1")
     again = store.jobs.submit("b", "alice", spec, Resources(100, 10), 0, "key-1")
     other_owner = store.jobs.submit("c", "bob", spec, Resources(100, 10), 0, "key-1")
-    assert first == ("a", True)
-    assert again == ("a", False)
-    assert other_owner == ("c", True)
+    assert [(job["id"], created) for job, created in (first, again, other_owner)] == [
+        ("a", True),
+        ("a", False),
+        ("c", True),
+    ]
+    assert first[0] == again[0] == store.jobs.get("a")
     assert store.jobs.counts()["QUEUED"] == 2
 
 
@@ -78,7 +81,7 @@ def test_assignment_reserves_capacity_and_fills_the_inbox(store: Store) -> None:
         "gpus": 0,
         "jobs": 1,
     }
-    assert store.workers.pop_assigned("w1", 0.1) == ["j1"]
+    assert [job["id"] for job in store.workers.pop_assigned("w1", 0.1)] == ["j1"]
     check_invariants(store)
 
 
@@ -278,6 +281,28 @@ def test_listing_pages_newest_first_and_hides_other_owners(store: Store) -> None
     assert len(everyone) == 6
     queued, _ = store.jobs.query(owner="bob", state="QUEUED")
     assert [j["id"] for j in queued] == ["b0"]
+
+
+def test_the_long_poll_returns_every_waiting_job_still_assigned_to_the_worker(
+    store: Store,
+) -> None:
+    register(store, "w1")
+    register(store, "w2")
+    for job_id in ("a", "b", "c"):
+        submit(store, job_id, cpu_m=100)
+    commit(store, [("a", "w1"), ("b", "w1"), ("c", "w1")])
+    # b's assignment went stale and b was placed on w2 before w1 polled.
+    assert store.scheduling.reap("b", "w1", 1, "stale", max_requeues=3) == "QUEUED"
+    assign(store, "b", "w2")
+    jobs = store.workers.pop_assigned("w1", 0)
+    assert [(job["id"], job["worker_id"], job["state"]) for job in jobs] == [
+        ("a", "w1", "ASSIGNED"),
+        ("c", "w1", "ASSIGNED"),
+    ]
+    assert jobs[0] == store.jobs.get("a")
+    assert store.workers.pop_assigned("w1", 0) == []
+    assert [job["id"] for job in store.workers.pop_assigned("w2", 0)] == ["b"]
+    check_invariants(store)
 
 
 def test_the_assignment_long_poll_waits_then_returns_empty(store: Store) -> None:

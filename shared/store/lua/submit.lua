@@ -3,7 +3,8 @@
 -- ARGV: job_id, now, owner, spec_json, cpu_m, memory_mb, gpus, priority, use_idem, idem_ttl_s,
 --       constraints_json, queue_timeout_s ('' for none), timeout_s ('' for none), max_retries,
 --       idem (the idempotency key, kept so deleting the job can free it; '' for none)
--- Returns {created (1|0), job_id}: 0 when the idempotency key already named a job.
+-- Returns {1, job_id, the new job's hash as a flat field/value list}, so the caller answers
+-- without reading it back; or {0, job_id} when the idempotency key already named a job.
 local K_JOB, K_JOB_EVENTS, K_JOBS, K_OWNER, K_SEQ, K_IDEM =
   KEYS[COMMON + 1], KEYS[COMMON + 2], KEYS[COMMON + 3], KEYS[COMMON + 4], KEYS[COMMON + 5], KEYS[COMMON + 6]
 local job_id, now, owner = ARGV[1], ARGV[2], ARGV[3]
@@ -33,4 +34,4 @@ redis.call('RPUSH', K_JOB_EVENTS, event)
 publish('job', job_id, event)
 if ARGV[9] == '1' then redis.call('SET', K_IDEM, job_id, 'EX', ARGV[10]) end
 wake_scheduler()
-return {1, job_id}
+return {1, job_id, redis.call('HGETALL', K_JOB)}

@@ -1,0 +1,69 @@
+"""Stored tokens remembered for a moment, so a busy worker's calls do not each cost a Redis
+round trip to look up its token (three per job on the dispatch path).
+
+Only tokens found are remembered, each for TOKEN_CACHE_S: a token revoked in Redis is
+refused by every API process within that bound, and at once by the process that revoked it
+(`forget_worker`). An unknown token is looked up every time.
+"""
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from shared.store.tokens import token_hash
+
+TOKEN_CACHE_S = 1.0
+MAX_ENTRIES = 10_000  # bounded memory whatever tokens are presented
+
+Record = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    record: Record
+    expires: float
+
+
+class TokenCache:
+    def __init__(
+        self,
+        lookup: Callable[[str], Record | None],
+        ttl_s: float = TOKEN_CACHE_S,
+        clock: Callable[[], float] = time.monotonic,
+        max_entries: int = MAX_ENTRIES,
+    ) -> None:
+        self._lookup = lookup  # token hash -> record, or None
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._max_entries = max_entries
+        self._entries: dict[str, _Entry] = {}
+
+    def get(self, token: str) -> Record | None:
+        """The record {name, role, worker_id?} of a stored token, or None."""
+        key = token_hash(token)
+        now = self._clock()
+        entry = self._entries.get(key)
+        if entry is not None and entry.expires > now:
+            return entry.record
+        record = self._lookup(key)
+        if record is None:
+            self._entries.pop(key, None)
+            return None
+        if len(self._entries) >= self._max_entries:
+            self._evict(now)
+        self._entries[key] = _Entry(record, now + self._ttl_s)
+        return record
+
+    def forget_worker(self, worker_id: str) -> None:
+        """Drop the tokens of a worker this process has just deregistered."""
+        self._entries = {
+            key: entry
+            for key, entry in self._entries.items()
+            if entry.record.get("worker_id") != worker_id
+        }
+
+    def _evict(self, now: float) -> None:
+        self._entries = {key: e for key, e in self._entries.items() if e.expires > now}
+        if len(self._entries) >= self._max_entries:
+            self._entries.clear()
