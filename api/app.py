@@ -1,7 +1,8 @@
 """The Flask app factory: `create_app(config)` builds the whole API with its own store."""
 
-from flask import Flask
+from flask import Flask, request
 from flask_smorest import Api
+from werkzeug.exceptions import BadRequest
 
 from api import attempts, jobs, ops, streams, workers
 from api.errors import register_error_handlers
@@ -32,5 +33,16 @@ def create_app(config: Config | None = None, store: Store | None = None) -> Flas
     for blueprint in (jobs.blp, attempts.blp, workers.blp, ops.blp, streams.blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(ops.probes)
+    app.before_request(_refuse_cut_bodies)
     register_error_handlers(app)
     return app
+
+
+def _refuse_cut_bodies() -> None:
+    """A client that dies mid-request leaves a body shorter than its Content-Length, which
+    gevent's server hands over as if whole (it sets wsgi.input_terminated); parsed, an empty
+    body would mean "all defaults". Found by the chaos soak: an agent killed while posting
+    a result failed its job with no exit code."""
+    expected = request.content_length
+    if expected and len(request.get_data(cache=True)) < expected:
+        raise BadRequest(f"the request body ended before its {expected} bytes")

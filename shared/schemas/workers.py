@@ -1,6 +1,8 @@
 """Wire schemas for workers: registration, heartbeats, assignments, output and results."""
 
-from marshmallow import Schema, fields, validate
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from shared.schemas.fields import Timestamp, label_map
 from shared.schemas.jobs import ResourcesSchema
@@ -93,6 +95,12 @@ class ResultSchema(Schema):
     )
     error = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=8192))
     metrics = fields.Dict(load_default=dict, validate=validate.Length(max=32))
+
+    @validates_schema
+    def _says_how_it_ended(self, data: dict[str, Any], **_: Any) -> None:
+        # An empty body must not read as "failed, exit code unknown".
+        if data.get("exit_code") is None and data.get("reason") is None:
+            raise ValidationError("a result needs an exit_code or a reason")
 
 
 class TransitionSchema(Schema):

@@ -1,6 +1,8 @@
 """From submit to a final state through real processes: the api under gunicorn, the
 scheduler, a worker agent running jobs in Docker, and a real redis-server."""
 
+import json
+import socket
 import time
 from collections.abc import Iterator
 
@@ -125,3 +127,29 @@ def test_bad_requests_get_json_errors_over_real_http(cluster: Cluster) -> None:
     with pytest.raises(ApiError) as caught:
         cluster.client.job("no-such-job")
     assert caught.value.status == 404
+
+
+def test_a_body_cut_short_by_a_dying_client_is_refused_not_read_as_whole(
+    cluster: Cluster,
+) -> None:
+    """gevent hands the app whatever arrived before the client went away; the API must not
+    act on a body shorter than its Content-Length (an empty result body once read as
+    "failed, no exit code")."""
+    body = b'{"command": ["true"], "priority": 5}'
+    listed_before = cluster.client.request("GET", "/api/v1/jobs")["counts"]
+    host, port = cluster.api_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        head = (
+            "POST /api/v1/jobs HTTP/1.1\r\n"
+            f"Host: {host}\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body) + 20}\r\n\r\n"
+        )
+        sock.sendall(head.encode() + body)
+        sock.shutdown(socket.SHUT_WR)  # the client is gone before the rest of its body
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert b" 400 " in status_line, answer
+    assert json.loads(rest.partition(b"\r\n\r\n")[2])["error"]["code"] == "bad_request"
+    assert cluster.client.request("GET", "/api/v1/jobs")["counts"] == listed_before

@@ -187,6 +187,9 @@ def test_the_whole_worker_conversation(client: FlaskClient, store: Store) -> Non
         ]
         == "stale_attempt"
     )
+    # A result that says neither how the job exited nor why it ended is refused, not
+    # taken as "failed, exit code unknown".
+    assert error_of(client.post(f"{base}/result", json={}, headers=token), 422)["code"] == "invalid"
     result = {"exit_code": 0, "metrics": {"duration_s": 0.2}}
     assert (
         client.post(f"{base}/result", json=result, headers=token).get_json()["state"] == "COMPLETED"
