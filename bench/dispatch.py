@@ -4,7 +4,6 @@ steady 200 submissions a second through the real HTTP API (`jobyard api` under g
 between two clients on the same redis-server, at the same rate.
 """
 
-import secrets
 import sys
 import threading
 import time
@@ -17,10 +16,9 @@ from typing import Any
 
 from bench.lean_client import LeanClient
 from bench.report import BenchResult, Row
-from bench.servers import JobyardProcess, cpu_seconds, redis_server, wait_ready
+from bench.servers import JobyardProcess, control_plane, cpu_seconds, redis_server, wait_ready
 from bench.stats import median, percentile, ratio
 from bench.worker_sim import FAILURES, SENTINEL, SimulatedWorker
-from cli.ports import free_port
 from cli.redis_server import RedisServer
 from shared.client import ApiClient
 from shared.config import Config
@@ -109,16 +107,8 @@ def run(quick: bool, workdir: Path) -> BenchResult:
 @contextmanager
 def cluster(redis: RedisServer, workdir: Path) -> Iterator[Cluster]:
     """`jobyard api` and `jobyard scheduler` on loopback, stopped on exit."""
-    port = free_port()
-    api_url = f"http://127.0.0.1:{port}"
-    admin, join = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
-    env = {
-        "JOBYARD_REDIS_URL": redis.url,
-        "JOBYARD_BIND": f"127.0.0.1:{port}",
-        "JOBYARD_API_URL": api_url,
-        "JOBYARD_ADMIN_TOKEN": admin,
-        "JOBYARD_WORKER_JOIN_TOKEN": join,
-    }
+    plane = control_plane(redis.url)
+    api_url, admin, join, env = plane.api_url, plane.admin, plane.join, plane.env
     api = JobyardProcess("api", env, workdir / "api.log")
     scheduler = JobyardProcess("scheduler", env, workdir / "scheduler.log")
     assert redis.process is not None

@@ -19,7 +19,6 @@ import base64
 import hashlib
 import json
 import re
-import secrets
 import subprocess
 import sys
 import threading
@@ -36,9 +35,8 @@ import docker
 import psutil
 
 from bench.report import BenchResult, Row
-from bench.servers import JobyardProcess, cpu_seconds, redis_server, wait_ready
+from bench.servers import JobyardProcess, control_plane, cpu_seconds, redis_server, wait_ready
 from bench.stats import percentile, ratio
-from cli.ports import free_port
 from cli.redis_server import RedisServer
 from shared.client import ApiClient, stream_events
 
@@ -116,15 +114,10 @@ def run(quick: bool, workdir: Path) -> BenchResult:
 @contextmanager
 def cluster(redis: RedisServer, workdir: Path) -> Iterator[Cluster]:
     """`jobyard api`, `scheduler` and `worker` (Docker executor) on loopback."""
-    port = free_port()
-    api_url = f"http://127.0.0.1:{port}"
-    admin, join = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+    plane = control_plane(redis.url)
+    api_url, admin = plane.api_url, plane.admin
     env = {
-        "JOBYARD_REDIS_URL": redis.url,
-        "JOBYARD_BIND": f"127.0.0.1:{port}",
-        "JOBYARD_API_URL": api_url,
-        "JOBYARD_ADMIN_TOKEN": admin,
-        "JOBYARD_WORKER_JOIN_TOKEN": join,
+        **plane.env,
         "JOBYARD_MAX_OUTPUT_BYTES": str(256 * MIB),
         "JOBYARD_EXECUTOR": "docker",
         "JOBYARD_DEFAULT_IMAGE": IMAGE,

@@ -2,6 +2,7 @@
 redis-server (optionally started from a saved snapshot) and `jobyard` processes."""
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -19,6 +21,31 @@ from shared.client import ApiClient, ApiError
 
 JOBYARD = str(Path(sys.executable).parent / "jobyard")
 SNAPSHOT = "dump.rdb"  # redis-server's default file name, read at start when AOF is off
+
+
+@dataclass(frozen=True)
+class ControlPlane:
+    """Where a benchmark's `jobyard` processes listen, their fresh tokens, and the
+    environment that tells them all of it."""
+
+    api_url: str
+    admin: str
+    join: str
+    env: dict[str, str]
+
+
+def control_plane(redis_url: str) -> ControlPlane:
+    port = free_port()
+    api_url = f"http://127.0.0.1:{port}"
+    admin, join = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+    env = {
+        "JOBYARD_REDIS_URL": redis_url,
+        "JOBYARD_BIND": f"127.0.0.1:{port}",
+        "JOBYARD_API_URL": api_url,
+        "JOBYARD_ADMIN_TOKEN": admin,
+        "JOBYARD_WORKER_JOIN_TOKEN": join,
+    }
+    return ControlPlane(api_url, admin, join, env)
 
 
 @contextmanager
