@@ -2,7 +2,6 @@
 redis-server: what a user and a worker see, statuses and error shapes included."""
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,7 +13,7 @@ from api.token_cache import TOKEN_CACHE_S, TokenCache
 from scheduler.reaper import reap_once
 from shared.config import Config
 from shared.schemas.errors import ErrorSchema
-from shared.store import Store, connect
+from shared.store import Store
 from shared.store.tokens import token_hash
 from tests.store_support import ManualClock, commit
 
@@ -33,21 +32,13 @@ CONFIG = Config.from_env(
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def store(redis_url: str, clock: ManualClock) -> Iterator[Store]:
-    client = connect(redis_url)
-    client.flushdb()
-    store = Store(client, "api:", clock)
-    # User tokens have no endpoint yet: store bob's record the way the API looks it up.
-    client.hset(
+def store(store: Store) -> Store:
+    """The integration tests' store (tests/integration/conftest.py), with bob's token: user
+    tokens have no endpoint yet, so his record is stored the way the API looks it up."""
+    store.redis.hset(
         store.keys.tokens, token_hash("bob-token"), json.dumps({"name": "bob", "role": "user"})
     )
-    yield store
-    client.close()
+    return store
 
 
 @pytest.fixture
