@@ -12,7 +12,7 @@ from typing import Any
 from shared.resources import Resources
 from shared.states import JobState
 from shared.store.errors import InvalidState, NotFound, StaleAttempt
-from shared.store.records import job_from_hash
+from shared.store.records import chunk_from_entry, job_from_hash
 from shared.store.scripts import StorePart
 
 IDEMPOTENCY_TTL_S = 24 * 3600
@@ -267,15 +267,7 @@ class JobStore(StorePart):
         entries = self.redis.xrange(
             self.keys.job_output(job_id), f"{offset + 1}-0", "+", count=limit
         )
-        return [
-            {
-                "offset": int(entry_id.split("-")[0]),
-                "stream": fields["stream"],
-                "at": float(fields["at"]),
-                "data": fields["data"],
-            }
-            for entry_id, fields in entries
-        ]
+        return [chunk_from_entry(entry_id, fields) for entry_id, fields in entries]
 
 
 def _matches(

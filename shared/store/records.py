@@ -1,4 +1,5 @@
-"""Turns the flat Redis hashes of jobs and workers into plain dicts for the wire."""
+"""Turns the flat Redis hashes of jobs and workers, and the entries of output streams, into
+plain dicts for the wire."""
 
 import json
 from datetime import UTC, datetime
@@ -72,4 +73,14 @@ def worker_from_hash(h: dict[str, str], running_jobs: list[str]) -> dict[str, An
         "metrics": json.loads(h["metrics"]),
         "registered_at": float(h["registered_at"]),
         "last_seen": float(h["last_seen"]),
+    }
+
+
+def chunk_from_entry(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
+    """An output stream entry: its number (entry ids are N-0) is the chunk's offset."""
+    return {
+        "offset": int(entry_id.split("-")[0]),
+        "stream": fields["stream"],
+        "at": float(fields["at"]),
+        "data": fields["data"],
     }

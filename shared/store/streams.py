@@ -8,6 +8,7 @@ from typing import Any
 import redis
 
 from shared.store.keys import Keys
+from shared.store.records import chunk_from_entry
 
 # The change feed's entry ids are Redis stream ids: milliseconds-sequence.
 START_OF_FEED = "0-0"
@@ -56,7 +57,7 @@ class StreamStore:
         pipe.hmget(self.keys.job(job_id), *STATUS_FIELDS)
         pipe.xread({self.keys.job_output(job_id): f"{after}-0"}, count=count)
         status, reply = pipe.execute()
-        return _status(job_id, status), [_chunk(*entry) for entry in _entries(reply)]
+        return _status(job_id, status), [chunk_from_entry(*entry) for entry in _entries(reply)]
 
     def wait_output(
         self, job_id: str, after: int, count: int, block_s: float
@@ -66,7 +67,7 @@ class StreamStore:
         reply = self.redis.xread(
             {self.keys.job_output(job_id): f"{after}-0"}, count=count, block=_block_ms(block_s)
         )
-        return [_chunk(*entry) for entry in _entries(reply)]
+        return [chunk_from_entry(*entry) for entry in _entries(reply)]
 
     def last_change_id(self) -> str:
         """The id of the newest entry of the feed, so a new follower starts after it."""
@@ -113,12 +114,3 @@ def _entries(reply: Any) -> list[tuple[str, dict[str, str]]]:
     """The entries of a one-stream XREAD reply: [[stream, entries]], or None when none came."""
     return list(reply[0][1]) if reply else []
 
-
-def _chunk(entry_id: str, fields: dict[str, str]) -> dict[str, Any]:
-    # Same shape as JobStore.read_output: the entry number is the chunk's offset.
-    return {
-        "offset": int(entry_id.split("-")[0]),
-        "stream": fields["stream"],
-        "at": float(fields["at"]),
-        "data": fields["data"],
-    }
