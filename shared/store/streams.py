@@ -113,4 +113,3 @@ def _block_ms(block_s: float) -> int:
 def _entries(reply: Any) -> list[tuple[str, dict[str, str]]]:
     """The entries of a one-stream XREAD reply: [[stream, entries]], or None when none came."""
     return list(reply[0][1]) if reply else []
-
