@@ -2,7 +2,7 @@
 first one with room. No index, no scoring; it shares nothing with scheduler/."""
 
 from scheduler.placement import Placement
-from shared.store.scheduling import QueuedJob, WorkerView
+from shared.pool import QueuedJob, WorkerView
 
 
 def first_fit(jobs: list[QueuedJob], workers: list[WorkerView]) -> Placement:

@@ -13,8 +13,8 @@ from bench.firstfit import first_fit
 from bench.report import BenchResult, Row
 from bench.stats import median
 from scheduler.placement import Placement, place
+from shared.pool import QueuedJob, WorkerView
 from shared.resources import Resources
-from shared.store.scheduling import QueuedJob, WorkerView
 
 CHUNK = 256  # jobs handed to a policy at once; the pool's state carries over between chunks
 UNLIMITED_SLOTS = 1 << 30  # the bound counts CPU and memory only, so slots never bind here

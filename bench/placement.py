@@ -27,8 +27,9 @@ from bench.timing import TimedScheduling
 from scheduler.loop import schedule_once
 from scheduler.placement import Placement, place
 from shared.config import Config
+from shared.pool import QueuedJob, WorkerView
 from shared.store import Store, connect
-from shared.store.scheduling import QueuedJob, SchedulingStore, WorkerView
+from shared.store.scheduling import SchedulingStore
 from shared.store.tokens import token_hash
 
 PREFIX = "jy:"

@@ -8,8 +8,8 @@ per core, so 100,000 jobs fill 1,000 workers to about 81% of CPU and 68% of memo
 import random
 from dataclasses import dataclass, replace
 
+from shared.pool import WorkerView
 from shared.resources import Resources
-from shared.store.scheduling import WorkerView
 
 GIB = 1024
 

@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from scheduler.feasible import could_ever_fit, matches
+from shared.pool import QueuedJob, WorkerView
 from shared.resources import Resources
-from shared.store.scheduling import QueuedJob, WorkerView
 
 Ends = Mapping[str, Sequence[tuple[float, Resources]]]
 

@@ -1,8 +1,8 @@
 """Checkers that judge one worker for one job. (The fits-now check is inlined in
 scheduler/index.py, whose scan must stay cheap.)"""
 
+from shared.pool import WorkerView
 from shared.resources import Resources
-from shared.store.scheduling import WorkerView
 
 
 def could_ever_fit(request: Resources, worker: WorkerView) -> bool:

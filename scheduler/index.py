@@ -14,8 +14,8 @@ from math import inf
 
 from scheduler.feasible import matches
 from scheduler.rank import Scorer
+from shared.pool import WorkerView
 from shared.resources import Resources
-from shared.store.scheduling import WorkerView
 
 # Enough fitting workers to choose well among (bench/packing.py: 16 give 93% of the bound,
 # 48 give 99%), few enough that a placement stays far below a pass over every worker.

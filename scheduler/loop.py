@@ -21,9 +21,10 @@ from scheduler.backfill import reserve, starving
 from scheduler.placement import Placer
 from scheduler.reaper import reap_once
 from shared.config import Config
+from shared.pool import QueuedJob, WorkerView
 from shared.resources import Resources
 from shared.store import Store, connect
-from shared.store.scheduling import NotLeader, QueuedJob, WorkerView
+from shared.store.scheduling import NotLeader
 
 log = logging.getLogger("jobyard.scheduler")
 

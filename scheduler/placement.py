@@ -10,8 +10,8 @@ from scheduler.backfill import Reservation
 from scheduler.feasible import could_ever_fit, matches
 from scheduler.index import CapacityIndex
 from scheduler.rank import SCORERS
+from shared.pool import QueuedJob, WorkerView
 from shared.resources import Resources
-from shared.store.scheduling import QueuedJob, WorkerView
 
 # How many request shapes known to fit nowhere are remembered within one pass.
 MAX_REMEMBERED_MISSES = 64

@@ -3,11 +3,11 @@ atomic commit of a batch of placements."""
 
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 
+from shared.pool import QueuedJob, WorkerView
 from shared.resources import Resources
 from shared.states import JobState
 from shared.store.jobs import DEFAULT_BACKOFF, Backoff
@@ -28,35 +28,6 @@ SNAPSHOT_CHUNK = 1000
 
 class NotLeader(Exception):
     """Another scheduler holds the lease: this one must not place anything."""
-
-
-@dataclass(frozen=True)
-class QueuedJob:
-    id: str
-    request: Resources
-    priority: int
-    pending_reason: str | None
-    constraints: dict[str, str] = field(default_factory=dict)
-    queued_at: float = 0.0
-    timeout_s: float | None = None
-
-
-@dataclass(frozen=True)
-class WorkerView:
-    id: str
-    capacity: Resources
-    reserved: Resources
-    slots: int
-    used_slots: int
-    labels: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def free(self) -> Resources:
-        return self.capacity - self.reserved
-
-    @property
-    def free_slots(self) -> int:
-        return self.slots - self.used_slots
 
 
 class SchedulingStore(StorePart):

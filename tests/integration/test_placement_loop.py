@@ -9,8 +9,9 @@ import scheduler.loop
 import shared.store.scheduling
 from scheduler.loop import schedule_once
 from shared.config import Config
+from shared.pool import WorkerView
 from shared.store import Store
-from shared.store.scheduling import CommitPipeline, WorkerView
+from shared.store.scheduling import CommitPipeline
 from tests.helpers import wait_until
 from tests.store_support import LEASE_TOKEN, check_invariants, register, submit
 

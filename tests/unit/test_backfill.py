@@ -7,9 +7,9 @@ from scheduler.backfill import Reservation, reserve, start_time, starving
 from scheduler.loop import schedule_once
 from scheduler.placement import place
 from shared.config import Config
+from shared.pool import QueuedJob, WorkerView
 from shared.resources import Resources
 from shared.store import Store
-from shared.store.scheduling import QueuedJob, WorkerView
 from tests.store_support import ManualClock, register, submit
 
 NOW = 1000.0

@@ -5,8 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scheduler.placement import place
+from shared.pool import QueuedJob, WorkerView
 from shared.resources import Resources
-from shared.store.scheduling import QueuedJob, WorkerView
 
 
 def worker(

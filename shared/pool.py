@@ -1,0 +1,37 @@
+"""The pool as the scheduler reasons about it: queued jobs and the workers' capacity.
+
+Plain values, read from Redis by the store and judged by scheduler/, which imports no
+store code."""
+
+from dataclasses import dataclass, field
+
+from shared.resources import Resources
+
+
+@dataclass(frozen=True)
+class QueuedJob:
+    id: str
+    request: Resources
+    priority: int
+    pending_reason: str | None
+    constraints: dict[str, str] = field(default_factory=dict)
+    queued_at: float = 0.0
+    timeout_s: float | None = None
+
+
+@dataclass(frozen=True)
+class WorkerView:
+    id: str
+    capacity: Resources
+    reserved: Resources
+    slots: int
+    used_slots: int
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def free(self) -> Resources:
+        return self.capacity - self.reserved
+
+    @property
+    def free_slots(self) -> int:
+        return self.slots - self.used_slots
