@@ -93,7 +93,13 @@ FEED_STREAM_DOC = {
                 "text/event-stream": {
                     "schema": {
                         "oneOf": list(EVENT_SCHEMAS.values()),
-                        "discriminator": {"propertyName": "kind"},
+                        "discriminator": {
+                            "propertyName": "kind",
+                            "mapping": {
+                                kind: f"#/components/schemas/{schema.__name__}"
+                                for kind, schema in EVENT_SCHEMAS.items()
+                            },
+                        },
                     }
                 }
             },

@@ -331,14 +331,17 @@ def test_a_user_sees_only_their_own_jobs_events_and_resumes_after_last_event_id(
 def test_the_openapi_document_shows_every_kind_with_its_fields(client: FlaskClient) -> None:
     doc = client.get("/api/v1/openapi.json").get_json()
     response = doc["paths"]["/api/v1/events/stream"]["get"]["responses"]["200"]
-    one_of = response["content"]["text/event-stream"]["schema"]["oneOf"]
+    schema = response["content"]["text/event-stream"]["schema"]
     components = doc["components"]["schemas"]
-    documented = [components[ref["$ref"].rsplit("/", 1)[1]] for ref in one_of]
+    documented = [components[ref["$ref"].rsplit("/", 1)[1]] for ref in schema["oneOf"]]
     assert len(documented) == len(KINDS)
-    for kind, schema in zip(KINDS, documented, strict=True):
+    mapping = schema["discriminator"]["mapping"]
+    assert [mapping[kind.name] for kind in KINDS] == [ref["$ref"] for ref in schema["oneOf"]]
+    for kind, component in zip(KINDS, documented, strict=True):
+        properties = component["properties"]
+        assert properties["kind"]["enum"] == [kind.name]
         names = kind.field_names | {"kind", "id"}
-        assert schema["properties"]["kind"]["enum"] == [kind.name]
-        assert set(schema["properties"]) == set(schema["required"]) == names, kind.name
-        assert schema["additionalProperties"] is False
+        assert set(properties) == set(component["required"]) == names, kind.name
+        assert component["additionalProperties"] is False
         for field in kind.fields:
-            assert schema["properties"][field.name].get("nullable", False) == field.nullable
+            assert properties[field.name].get("nullable", False) == field.nullable
