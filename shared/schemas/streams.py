@@ -1,10 +1,7 @@
 """Wire shapes of the server-sent event streams: the query that resumes one, and the JSON
-each event carries in its `data` field."""
+each output event carries in its `data` field (the change feed's are in events.py)."""
 
 from marshmallow import Schema, fields, validate
-
-from shared.schemas.fields import Timestamp
-from shared.schemas.jobs import EventSchema
 
 # Output events are numbered by chunk offset; feed events by Redis stream id (ms-seq).
 OUTPUT_EVENT_ID = validate.Regexp(r"^[0-9]{1,18}$", error="must be a chunk offset (0, 1, ...)")
@@ -35,17 +32,3 @@ class EndEventSchema(Schema):
     reason = fields.String(allow_none=True)
     exit_code = fields.Integer(allow_none=True)
     error = fields.String(allow_none=True)
-
-
-class JobChangeSchema(EventSchema):
-    """A job's transition in the feed: its events entry plus which job it is."""
-
-    kind = fields.Constant("job")
-    id = fields.String()
-
-
-class WorkerChangeSchema(Schema):
-    kind = fields.Constant("worker")
-    id = fields.String()
-    status = fields.String()
-    at = Timestamp()

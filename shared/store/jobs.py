@@ -254,7 +254,14 @@ class JobStore(StorePart):
         status, _stored, cancel = self.scripts.run(
             "output",
             self.keys.common() + [self.keys.job(job_id), self.keys.job_output(job_id)],
-            [worker_id, attempt, max_bytes, json.dumps(sorted(chunks, key=lambda c: c["seq"]))],
+            [
+                worker_id,
+                attempt,
+                max_bytes,
+                json.dumps(sorted(chunks, key=lambda c: c["seq"])),
+                self.clock(),
+                job_id,
+            ],
         )
         if status == "not_found":
             raise NotFound(f"no job {job_id}")

@@ -254,7 +254,8 @@ class SchedulingStore(StorePart):
 
     def set_pending_reasons(self, reasons: dict[str, str]) -> None:
         if reasons:
-            self.scripts.run("pending", [self.keys.job(j) for j in reasons], list(reasons.values()))
+            keys = self.keys.common() + [self.keys.job(j) for j in reasons]
+            self.scripts.run("pending", keys, [self.clock(), *reasons.values()])
 
 
 def _not_leader(exc: redis.ResponseError) -> Exception:

@@ -28,11 +28,13 @@ class JobStatus:
 
 @dataclass(frozen=True)
 class Change:
-    """One entry of the global feed: a job transition or a worker status change."""
+    """One entry of the global feed: a change to a job or a worker (shared/feed.py lists
+    the kinds)."""
 
     id: str  # the stream entry id, which a client resumes from
-    kind: str  # job | worker
+    kind: str
     subject: str  # the job or worker id
+    owner: str | None  # the job's owner; None for a worker's change
     payload: dict[str, Any]
 
 
@@ -79,16 +81,15 @@ class StreamStore:
         to `block_s` for the first."""
         reply = self.redis.xread({self.keys.events: after}, count=count, block=_block_ms(block_s))
         return [
-            Change(entry_id, fields["kind"], fields["id"], json.loads(fields["data"]))
+            Change(
+                entry_id,
+                fields["kind"],
+                fields["id"],
+                fields.get("owner"),
+                json.loads(fields["data"]),
+            )
             for entry_id, fields in _entries(reply)
         ]
-
-    def owners(self, job_ids: list[str]) -> dict[str, str | None]:
-        """Owner of each job; None for a job that no longer exists."""
-        pipe = self.redis.pipeline(transaction=False)
-        for job_id in job_ids:
-            pipe.hget(self.keys.job(job_id), "owner")
-        return dict(zip(job_ids, pipe.execute(), strict=True))
 
 
 def _status(job_id: str, values: list[str | None]) -> JobStatus | None:

@@ -191,7 +191,12 @@ def test_bad_stream_requests_get_json_errors(cluster: Cluster) -> None:
 
 
 def job_changes(events: Iterator[ServerEvent], job_id: str) -> Iterator[ServerEvent]:
-    return (event for event in events if json.loads(event.data).get("id") == job_id)
+    """The job's transitions (kind job) among the feed's events."""
+    return (
+        event
+        for event in events
+        if (json.loads(event.data)["kind"], json.loads(event.data)["id"]) == ("job", job_id)
+    )
 
 
 def test_the_feed_shows_a_jobs_transitions_in_order(cluster: Cluster) -> None:
@@ -235,11 +240,48 @@ def test_users_see_only_their_own_jobs(cluster: Cluster) -> None:
     seen = []
     for event in bobs_feed:
         seen.append(json.loads(event.data))
-        if seen[-1]["to"] in TERMINAL:
+        if seen[-1].get("to") in TERMINAL:
             break
     bobs_feed.close()
     assert {(c["kind"], c["id"]) for c in seen} == {("job", bobs_job)}
     assert [c["to"] for c in seen] == ["QUEUED", "ASSIGNED", "RUNNING", "COMPLETED"]
+
+
+def test_the_feed_carries_the_changes_that_are_not_transitions(cluster: Cluster) -> None:
+    """A cancel asked for, a deletion, a worker drained and removed: each reaches the feed
+    as GET shows it, each job event with the job's new version."""
+    feed = stream_events(cluster.client, "/api/v1/events/stream")  # from now on
+    job_id = submit(cluster.client, "echo started; sleep 60")
+    wait_until(lambda: cluster.client.output(job_id)["chunks"], timeout=30)
+    asked = cluster.client.cancel(job_id)
+    assert asked["cancel_requested"] is True
+    ended = cluster.wait_for_state(job_id, TERMINAL)
+    cluster.client.delete_job(job_id)
+    registered = ApiClient(cluster.api_url, JOIN_TOKEN).register(
+        {"hostname": "by-hand", "capacity": {"cpu": 1, "memory_mb": 256}}
+    )
+    worker, worker_id = ApiClient(cluster.api_url, registered["token"]), registered["worker_id"]
+    worker.drain(worker_id)
+    cluster.client.deregister(worker_id)
+
+    seen = []
+    for event in feed:
+        seen.append(json.loads(event.data))
+        if (seen[-1]["kind"], seen[-1]["id"]) == ("worker_removed", worker_id):
+            break
+    feed.close()
+    of_job = [e for e in seen if e["id"] == job_id and e["kind"] != "job_pending"]
+    assert [e["kind"] for e in of_job] == [
+        "job", "job", "job", "job_cancel_requested", "job", "job_deleted",
+    ]  # fmt: skip
+    versions = [e["version"] for e in seen if e["id"] == job_id]
+    assert versions == sorted(set(versions))
+    assert of_job[3]["version"] == asked["version"]
+    assert (of_job[4]["to"], of_job[4]["version"]) == ("CANCELLED", ended["version"])
+    assert (of_job[5]["state"], of_job[5]["version"]) == ("CANCELLED", ended["version"] + 1)
+    assert [(e["kind"], e.get("status")) for e in seen if e["id"] == worker_id] == [
+        ("worker", "alive"), ("worker", "draining"), ("worker_removed", None),
+    ]  # fmt: skip
 
 
 # Streams and the api process

@@ -292,18 +292,21 @@ class StoreMachine(RuleBasedStateMachine):
     @rule()
     def schedule(self) -> None:
         queued = self._jobs_in(QUEUED)
+        before_pass = [self.client.hget(self.store.keys.job(j), "pending_reason") for j in queued]
         assigned = schedule_once(self.store, self.config, LEASE_TOKEN)
         pipe = self.client.pipeline(transaction=False)
         for job_id in queued:
             pipe.hmget(self.store.keys.job(job_id), "state", "worker_id", "pending_reason")
         placed = 0
-        for job_id, (state, worker_id, pending_reason) in zip(queued, pipe.execute(), strict=True):
+        replies = zip(queued, before_pass, pipe.execute(), strict=True)
+        for job_id, before, (state, worker_id, pending_reason) in replies:
             if self.jobs[job_id].retry_at is not None:
                 assert state == QUEUED, f"{job_id} was placed while waiting to retry"
                 continue
             if state == QUEUED:
                 # DESIGN §2: a job that waits says why.
                 assert pending_reason, f"{job_id} is still queued with no pending reason"
+                self.jobs[job_id].version += pending_reason != before  # a new reason, a version
                 continue
             assert state == ASSIGNED, f"schedule_once moved {job_id} to {state}"
             worker = self.workers[worker_id]
@@ -543,7 +546,9 @@ class StoreMachine(RuleBasedStateMachine):
             job.end(CANCELLED, self.clock())
             job.retry_at = None
         else:
-            # The agent is told to stop it; the job only ends when the agent says so.
+            # The agent is told to stop it; the job only ends when the agent says so. Asking
+            # is a change GET shows, once: a new version the first time.
+            job.version += 0 if job.cancel_requested else 1
             assert (outcome.state, outcome.version) == (job.state, job.version)
             job.cancel_requested = True
 
@@ -605,6 +610,7 @@ class StoreMachine(RuleBasedStateMachine):
         assert sorted(self.store.scheduling.promote_retries()) == due
         for job_id in due:
             self.jobs[job_id].retry_at = None
+            self.jobs[job_id].version += 1  # GET shows it: retry_at and pending_reason change
 
     @precondition(lambda self: self._jobs_in(ASSIGNED, RUNNING))
     @rule(pick=PICK, max_requeues=st.integers(0, MAX_REQUEUES))

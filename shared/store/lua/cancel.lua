@@ -1,7 +1,8 @@
 -- cancel.lua: a user cancels a job. QUEUED (waiting for a retry too) ends CANCELLED here
 -- and now; ASSIGNED or
--- RUNNING is flagged, and its agent (told in its next output or heartbeat answer) stops
--- the container and reports the attempt ended with reason cancelled.
+-- RUNNING is flagged (a change GET shows: a new version and a job_cancel_requested event,
+-- once), and its agent (told in its next output or heartbeat answer) stops the container and
+-- reports the attempt ended with reason cancelled.
 -- KEYS: common, job, job_events
 -- ARGV: now, job_id
 -- Returns {status, state, version}; status is cancelled, requested, conflict or not_found.
@@ -16,7 +17,11 @@ if state == 'QUEUED' then
   return {'cancelled', 'CANCELLED', version}
 end
 if state == 'ASSIGNED' or state == 'RUNNING' then
+  if redis.call('HGET', K_JOB, 'cancel_requested') == '1' then  -- asked already
+    return {'requested', state, tonumber(redis.call('HGET', K_JOB, 'version'))}
+  end
   redis.call('HSET', K_JOB, 'cancel_requested', '1')
-  return {'requested', state, tonumber(redis.call('HGET', K_JOB, 'version'))}
+  return {'requested', state,
+    job_changed(K_JOB, job_id, 'job_cancel_requested', now, {state = state})}
 end
 return {'conflict', state, 0}

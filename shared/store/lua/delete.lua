@@ -30,8 +30,9 @@ for i = 0, (#ARGV - 2) / 3 - 1 do
     redis.call('ZREM', K_JOBS_ALL, job_id)
     redis.call('ZREM', k_owner, job_id)
     redis.call('HINCRBY', K_COUNTS, h[1], -1)
+    -- A version past the last, so that a client holding the job takes the deletion as news.
     publish('job_deleted', job_id, cjson.encode({at = tonumber(now), state = h[1],
-      version = tonumber(h[4])}))
+      version = tonumber(h[4]) + 1}), owner)
     results[#results + 1] = 'deleted'
   end
 end

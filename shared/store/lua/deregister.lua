@@ -11,5 +11,5 @@ if redis.call('SCARD', K_WORKER_JOBS) > 0 then return 'busy' end
 redis.call('HDEL', K_TOKENS, token_hash)
 redis.call('DEL', K_WORKER, K_INBOX)
 redis.call('ZREM', K_WORKERS, worker_id)
-publish('worker', worker_id, cjson.encode({status = 'gone', at = tonumber(now)}))
+publish('worker_removed', worker_id, cjson.encode({at = tonumber(now)}))
 return 'ok'

@@ -24,8 +24,38 @@ local function wake_scheduler()
   redis.call('LTRIM', K_WAKE, 0, 0)
 end
 
-local function publish(kind, id, payload)
-  redis.call('XADD', K_EVENTS, 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'kind', kind, 'id', id, 'data', payload)
+-- The feed's kinds and the fields of each are listed in shared/feed.py; a test runs every
+-- publish against that list. A job's events carry its owner beside the data, so that a user's
+-- feed keeps only theirs without reading the job (gone, after a deletion).
+local function publish(kind, id, payload, owner)
+  if owner then
+    redis.call('XADD', K_EVENTS, 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'kind', kind, 'id', id,
+      'owner', owner, 'data', payload)
+  else
+    redis.call('XADD', K_EVENTS, 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'kind', kind, 'id', id,
+      'data', payload)
+  end
+end
+
+local function publish_job(job_key, kind, job_id, payload)
+  publish(kind, job_id, payload, redis.call('HGET', job_key, 'owner'))
+end
+
+-- A change GET shows that is not a transition (a cancel asked for, a new pending reason):
+-- the job's version goes up and the feed hears `fields` with at and that version.
+local function job_changed(job_key, job_id, kind, now, fields)
+  local version = redis.call('HINCRBY', job_key, 'version', 1)
+  redis.call('HSET', job_key, 'updated_at', now)
+  fields.at, fields.version = tonumber(now), version
+  publish_job(job_key, kind, job_id, cjson.encode(fields))
+  return version
+end
+
+-- job_pending: why a QUEUED job waits, read after the caller changed it.
+local function pending_changed(job_key, job_id, now)
+  local h = redis.call('HMGET', job_key, 'pending_reason', 'retry_at', 'queued_at')
+  return job_changed(job_key, job_id, 'job_pending', now, {pending_reason = nullable(h[1]),
+    retry_at = h[2] and tonumber(h[2]) or cjson.null, queued_at = tonumber(h[3])})
 end
 
 -- Queue score: higher priority first, then arrival order. Priority is bounded to
@@ -76,7 +106,7 @@ local function transition(job_key, events_key, job_id, from, to, now, set, clear
     attempt = tonumber(h[1]), worker_id = nullable(h[2]), version = version,
   })
   redis.call('RPUSH', events_key, event)
-  publish('job', job_id, event)
+  publish_job(job_key, 'job', job_id, event)
   return version
 end
 

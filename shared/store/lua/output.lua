@@ -1,7 +1,8 @@
 -- output.lua: append an attempt's output chunks to the job's stream, at most once each and
 -- within the job's output cap.
 -- KEYS: common, job, job_output
--- ARGV: worker_id, attempt, max_bytes, chunks_json ([{seq, stream, at, data}], seq ascending)
+-- ARGV: worker_id, attempt, max_bytes, chunks_json ([{seq, stream, at, data}], seq ascending),
+--       now, job_id
 -- Returns {status, stored, cancel}: status ok, stale or not_found; stored is the number of
 -- chunks kept; cancel is 1 when the user asked to cancel the job.
 local K_JOB, K_OUTPUT = KEYS[COMMON + 1], KEYS[COMMON + 2]
@@ -43,5 +44,8 @@ end
 if last_seq ~= tonumber(h[2] or 0) then
   redis.call('HSET', K_JOB, 'out_seq', last_seq, 'output_bytes', bytes, 'output_chunks', count,
     'output_truncated', truncated and '1' or '0')
+  if truncated and h[5] ~= '1' then  -- GET shows it: once, when the cap is reached
+    job_changed(K_JOB, ARGV[6], 'job_output_truncated', ARGV[5], {})
+  end
 end
 return {'ok', stored, h[6] == '1' and 1 or 0}

@@ -1,6 +1,6 @@
 -- promote.lua: jobs whose retry backoff has passed enter the queue, in their old place; the
--- scheduler places them as a new attempt. Not a transition (they stay QUEUED): no version
--- bump and no event, as with pending.lua; the RUNNING -> QUEUED event already said why.
+-- scheduler places them as a new attempt. Not a transition (they stay QUEUED), but GET
+-- shows it (retry_at, queued_at, pending_reason): a new version and a job_pending event.
 -- KEYS: common, then one job key per job id
 -- ARGV: now, then the job ids the caller found due in K_RETRIES
 -- Returns the ids promoted (one promoted meanwhile, or cancelled, is left alone).
@@ -14,6 +14,7 @@ for i = 2, #ARGV do
     redis.call('HDEL', k_job, 'retry_at')
     redis.call('HSET', k_job, 'queued_at', now)
     enqueue(k_job, job_id, now)
+    pending_changed(k_job, job_id, now)
     promoted[#promoted + 1] = job_id
   end
 end

@@ -31,7 +31,7 @@ redis.call('HINCRBY', K_COUNTS, 'QUEUED', 1)
 local event = cjson.encode({at = tonumber(now), from = cjson.null, to = 'QUEUED',
   reason = cjson.null, attempt = 0, worker_id = cjson.null, version = 1})
 redis.call('RPUSH', K_JOB_EVENTS, event)
-publish('job', job_id, event)
+publish('job', job_id, event, owner)
 if ARGV[9] == '1' then redis.call('SET', K_IDEM, job_id, 'EX', ARGV[10]) end
 wake_scheduler()
 return {1, job_id, redis.call('HGETALL', K_JOB)}
