@@ -24,7 +24,7 @@ from shared.config import Config
 from shared.pool import QueuedJob, WorkerView
 from shared.resources import Resources
 from shared.store import Store, connect
-from shared.store.scheduling import NotLeader
+from shared.store.lease import NotLeader
 
 log = logging.getLogger("jobyard.scheduler")
 
