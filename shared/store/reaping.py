@@ -6,12 +6,19 @@ from shared.states import JobState
 from shared.store.jobs import DEFAULT_BACKOFF, Backoff
 from shared.store.scripts import StorePart
 
+# Jobs moved per clock per reaper pass, each batch one script call: a pass stays short, and
+# the next one (a second later) goes on with the rest.
+BATCH = 500
+
+# A job a clock says is overdue: (job id, worker id, attempt).
+Overdue = tuple[str, str, int]
+
 
 class ReaperQueries(StorePart):
     def expire_queued(self) -> list[str]:
         """Fail the QUEUED jobs whose queue timeout has passed (reason unschedulable)."""
         now = self.clock()
-        due = self.redis.zrangebyscore(self.keys.queue_deadlines, "-inf", now, start=0, num=500)
+        due = self.redis.zrangebyscore(self.keys.queue_deadlines, "-inf", now, start=0, num=BATCH)
         if not due:
             return []
         keys = self.keys.common()
@@ -22,33 +29,48 @@ class ReaperQueries(StorePart):
     def promote_retries(self) -> list[str]:
         """Put the jobs whose retry backoff has passed back into the queue."""
         now = self.clock()
-        due = self.redis.zrangebyscore(self.keys.retries, "-inf", now, start=0, num=500)
+        due = self.redis.zrangebyscore(self.keys.retries, "-inf", now, start=0, num=BATCH)
         if not due:
             return []
         keys = self.keys.common() + [self.keys.job(job_id) for job_id in due]
         return list(self.scripts.run("promote", keys, [now, *due]))
 
-    def overdue(
-        self, state: JobState, since_field: str, allowed_s: float | None, grace_s: float = 0.0
-    ) -> list[tuple[str, str, int]]:
-        """Jobs in `state` since `since_field` for longer than allowed_s + grace_s, as
-        (job id, worker id, attempt). With allowed_s None, each job's own timeout_s is the
-        allowance, and jobs without one are never overdue."""
-        ids = self.redis.zrange(self.keys.state(state), 0, -1)
+    def stale_assignments(self, assign_timeout_s: float) -> list[Overdue]:
+        """ASSIGNED jobs assigned more than assign_timeout_s ago, oldest first."""
+        return self._overdue(self.keys.assigned_at, self.clock() - assign_timeout_s)
+
+    def overdue_runs(self, grace_s: float) -> list[Overdue]:
+        """RUNNING jobs more than grace_s past the end of their timeout_s, earliest first;
+        a job without a timeout_s is never one."""
+        return self._overdue(self.keys.run_deadlines, self.clock() - grace_s)
+
+    def _overdue(self, clock_key: str, before: float) -> list[Overdue]:
+        """The jobs scored below `before` in one of the clocks, as (job id, worker id,
+        attempt): one range query, and a read of each job found, not of every job."""
+        ids = self.redis.zrangebyscore(clock_key, "-inf", f"({before!r}", start=0, num=BATCH)
+        if not ids:
+            return []
         pipe = self.redis.pipeline(transaction=False)
         for job_id in ids:
-            pipe.hmget(self.keys.job(job_id), since_field, "worker_id", "attempt", "timeout_s")
-        now = self.clock()
-        found = []
-        for job_id, (since, worker_id, attempt, timeout) in zip(ids, pipe.execute(), strict=True):
-            allowance = (
-                allowed_s if allowed_s is not None else (float(timeout) if timeout else None)
-            )
-            if allowance is None or not since or not worker_id:
-                continue
-            if float(since) + allowance + grace_s < now:
-                found.append((job_id, worker_id, int(attempt)))
-        return found
+            pipe.hmget(self.keys.job(job_id), "worker_id", "attempt")
+        return [
+            (job_id, worker_id, int(attempt))
+            for job_id, (worker_id, attempt) in zip(ids, pipe.execute(), strict=True)
+            if worker_id
+        ]
+
+    def index_clocks(self) -> int:
+        """Enter the ASSIGNED and RUNNING jobs that are missing from the clocks (the jobs of
+        a version that kept none; since, every transition keeps them): one full read, for a
+        scheduler taking the lease. Returns how many entries were added."""
+        added = 0
+        for state in (JobState.ASSIGNED, JobState.RUNNING):
+            ids = self.redis.zrange(self.keys.state(state), 0, -1)
+            for start in range(0, len(ids), BATCH):
+                chunk = ids[start : start + BATCH]
+                keys = self.keys.common() + [self.keys.job(job_id) for job_id in chunk]
+                added += int(self.scripts.run("clocks", keys, chunk))
+        return added
 
     def reap(
         self,
