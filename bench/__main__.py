@@ -1,5 +1,5 @@
-"""`python -m bench [placement|dispatch|packing|output ...] [--quick]`: run the benchmarks, write
-bench/results/<name>.json, and print a markdown table for the README."""
+"""`python -m bench [placement|dispatch|packing|output|reaper ...] [--quick]`: run the
+benchmarks, write bench/results/<name>.json, and print a markdown table for the README."""
 
 import argparse
 import os
@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import dispatch, output, packing, placement
+from bench import dispatch, output, packing, placement, reaper
 from bench.report import BenchResult, machine_line, markdown_table, write_result
 
 BENCHMARKS: dict[str, Callable[[bool, Path], BenchResult]] = {
@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, Callable[[bool, Path], BenchResult]] = {
     "dispatch": dispatch.run,
     "packing": lambda quick, _workdir: packing.run(quick),
     "output": output.run,
+    "reaper": reaper.run,
 }
 
 

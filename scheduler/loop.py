@@ -19,12 +19,12 @@ import redis
 
 from scheduler.backfill import reserve, starving
 from scheduler.placement import Placer
-from scheduler.reaper import reap_once
+from scheduler.reaper import index_clocks, reap_once
 from shared.config import Config
 from shared.pool import QueuedJob, WorkerView
 from shared.resources import Resources
 from shared.store import Store, connect
-from shared.store.scheduling import NotLeader
+from shared.store.lease import NotLeader
 
 log = logging.getLogger("jobyard.scheduler")
 
@@ -167,6 +167,8 @@ def run_scheduler(
             if hearing_since is None:
                 hearing_since = store.scheduling.clock()
             if holds != leading:
+                if holds:
+                    index_clocks(store)
                 leading = holds
                 log.info("event=%s token=%s", "leading" if holds else "standby", token)
             if not leading:

@@ -4,12 +4,14 @@ declared lost and their jobs requeued (or failed past JOBYARD_MAX_REQUEUES); ass
 not started within JOBYARD_ASSIGN_TIMEOUT_S are requeued as stale; runs past their
 timeout_s plus JOBYARD_DEADLINE_GRACE_S fail as timed out even if their agent is silent
 (or wait for an automatic retry); jobs whose retry backoff has passed re-enter the queue;
-finished jobs older than JOBYARD_RETENTION_S are deleted with their output."""
+finished jobs older than JOBYARD_RETENTION_S are deleted with their output.
+
+Every clock is a sorted set scored by time, kept by the scripts that move jobs, so a pass
+is a few range queries however many jobs are queued, assigned or running."""
 
 import logging
 
 from shared.config import Config
-from shared.states import JobState
 from shared.store import Store
 from shared.store.jobs import Backoff
 
@@ -32,20 +34,24 @@ def reap_once(store: Store, config: Config, hearing_since: float = 0.0) -> None:
             moved = store.workers.mark_lost(worker_id, config.max_requeues)
             log.warning("event=worker_lost worker=%s jobs=%s", worker_id, _describe(moved))
     scheduling = store.scheduling
-    for job_id, worker_id, attempt in scheduling.overdue(
-        JobState.ASSIGNED, "assigned_at", config.assign_timeout_s
-    ):
+    for job_id, worker_id, attempt in scheduling.stale_assignments(config.assign_timeout_s):
         state = scheduling.reap(job_id, worker_id, attempt, "stale", config.max_requeues)
         log.warning("event=stale_assignment job=%s attempt=%d state=%s", job_id, attempt, state)
     backoff = Backoff(config.retry_backoff_s, config.retry_backoff_max_s)
-    for job_id, worker_id, attempt in scheduling.overdue(
-        JobState.RUNNING, "started_at", None, config.deadline_grace_s
-    ):
+    for job_id, worker_id, attempt in scheduling.overdue_runs(config.deadline_grace_s):
         state = scheduling.reap(job_id, worker_id, attempt, "timeout", config.max_requeues, backoff)
         log.warning("event=deadline job=%s attempt=%d state=%s", job_id, attempt, state)
     for job_id in scheduling.promote_retries():
         log.info("event=retry_due job=%s", job_id)
     purge_finished(store, config.retention_s)
+
+
+def index_clocks(store: Store) -> None:
+    """For a scheduler taking the lease: enter the active jobs the clocks lack (from a
+    version that kept none), so none of them can stay overdue unnoticed."""
+    added = store.scheduling.index_clocks()
+    if added:
+        log.info("event=clocks_indexed jobs=%d", added)
 
 
 def purge_finished(store: Store, retention_s: float) -> int:

@@ -1,7 +1,8 @@
 """Job states, end reasons and the allowed transitions, as data.
 
-The Lua scripts in shared/store/lua enforce these transitions in Redis; the table here is
-the single written form of the state machine that tests check the scripts against.
+This is the one written form of the state machine: shared/store/scripts.py generates the
+Lua tables the scripts use from it, and transition() in lua/lib.lua refuses, inside Redis,
+any move that TRANSITIONS does not allow.
 """
 
 from enum import StrEnum
@@ -59,6 +60,22 @@ AGENT_REASONS = frozenset(
 # Failures of the job itself, which spend its max_retries (DESIGN §2); lost and stale are
 # the infrastructure's and count against JOBYARD_MAX_REQUEUES instead.
 RETRYABLE_REASONS = frozenset({Reason.EXIT_CODE, Reason.OOM, Reason.TIMEOUT, Reason.ERROR})
+
+
+# Fields of a job's record that belong to one attempt, by the moves that forget them.
+# A new attempt (QUEUED -> ASSIGNED) starts without anything the last one ended with.
+NEW_ATTEMPT_CLEARS = (
+    "pending_reason", "reason", "exit_code", "error", "started_at", "finished_at", "out_seq",
+    "cancel_requested", "metrics", "ended_by_agent",
+)  # fmt: skip
+# Back to the queue from ASSIGNED or RUNNING (a requeue, or waiting out a retry backoff): the
+# attempt's clocks stop; its worker and number stay on record, to fence its late reports.
+REQUEUE_CLEARS = ("pending_reason", "assigned_at", "started_at", "finished_at", "cancel_requested")
+# A user's retry of a FAILED or CANCELLED job: nothing of the attempt that ended is left.
+USER_RETRY_CLEARS = (
+    "retry_at", "reason", "exit_code", "error", "finished_at", "started_at", "assigned_at",
+    "worker_id", "metrics", "cancel_requested", "pending_reason", "ended_by_agent",
+)  # fmt: skip
 
 
 def can_transition(current: JobState, target: JobState) -> bool:

@@ -76,8 +76,9 @@ def commit(store: Store, placements: list[tuple[str, str]]) -> list[int | str]:
 def check_invariants(store: Store) -> None:
     """Every job in exactly one state index; counters equal index sizes; every QUEUED job
     either in the queue or waiting out a retry backoff (then with its retry_at), never both;
-    exactly the terminal jobs in the finished set, scored by finished_at; each worker's
-    reservation equals the requests of its ASSIGNED and RUNNING jobs."""
+    exactly the terminal jobs in the finished set, scored by finished_at; the reaper's
+    clocks as check_clocks says; each worker's reservation equals the requests of its
+    ASSIGNED and RUNNING jobs."""
     r, keys = store.redis, store.keys
     counts = store.jobs.counts()
     seen: dict[str, str] = {}
@@ -97,6 +98,7 @@ def check_invariants(store: Store) -> None:
         assert abs(float(r.hget(keys.job(job_id), "retry_at") or 0) - retry_at) < 1e-3, job_id
     for job_id in queue:
         assert not r.hexists(keys.job(job_id), "retry_at"), job_id
+    check_clocks(store)
     finished = dict(r.zrange(keys.finished, 0, -1, withscores=True))
     assert set(finished) == {j for j, state in seen.items() if state in TERMINAL_STATES}
     for job_id, at in finished.items():
@@ -113,6 +115,25 @@ def check_invariants(store: Store) -> None:
         assert reserved["memory_mb"] == sum(j["resources"]["memory_mb"] for j in jobs)
         assert reserved["jobs"] <= worker["max_parallel_jobs"]
         assert reserved["cpu"] <= worker["capacity"]["cpu"]
+
+
+def check_clocks(store: Store) -> None:
+    """The reaper's clocks hold exactly the ASSIGNED jobs, scored by assigned_at, and
+    exactly the RUNNING jobs that have a timeout_s, scored by started_at plus timeout_s."""
+    r, keys = store.redis, store.keys
+    assigned = dict(r.zrange(keys.assigned_at, 0, -1, withscores=True))
+    assert set(assigned) == set(r.zrange(keys.state(JobState.ASSIGNED), 0, -1))
+    for job_id, at in assigned.items():
+        assert abs(float(r.hget(keys.job(job_id), "assigned_at")) - at) < 1e-3, job_id
+    deadlines = dict(r.zrange(keys.run_deadlines, 0, -1, withscores=True))
+    expected = {}
+    for job_id in r.zrange(keys.state(JobState.RUNNING), 0, -1):
+        started, timeout = r.hmget(keys.job(job_id), "started_at", "timeout_s")
+        if timeout:
+            expected[job_id] = float(started) + float(timeout)
+    assert set(deadlines) == set(expected), set(deadlines) ^ set(expected)
+    for job_id, deadline in deadlines.items():
+        assert abs(expected[job_id] - deadline) < 1e-3, job_id
 
 
 def check_store_invariants(store: Store) -> None:

@@ -42,6 +42,18 @@ class Keys:
         return f"{self.prefix}retries"
 
     @property
+    def assigned_at(self) -> str:
+        """Sorted set of ASSIGNED job ids, scored by when they were assigned: the reaper
+        requeues as stale those assigned longer ago than JOBYARD_ASSIGN_TIMEOUT_S."""
+        return f"{self.prefix}assigned:at"
+
+    @property
+    def run_deadlines(self) -> str:
+        """Sorted set of RUNNING job ids that have a timeout_s, scored by started_at plus
+        timeout_s: the reaper fails those past it by more than JOBYARD_DEADLINE_GRACE_S."""
+        return f"{self.prefix}run:deadlines"
+
+    @property
     def finished(self) -> str:
         """Sorted set of terminal job ids, scored by finished_at (for retention)."""
         return f"{self.prefix}finished"
@@ -81,16 +93,23 @@ class Keys:
         return f"{self.prefix}state:{state.value}"
 
     def common(self) -> list[str]:
-        """The keys every state-changing script receives first (see lua/lib.lua)."""
-        return [
-            self.counts,
-            self.events,
-            self.queue,
-            self.wake,
-            self.queue_deadlines,
-            self.retries,
-            self.finished,
-        ] + [self.state(state) for state in JobState]
+        """The keys every state-changing script receives first: the global ones, then one
+        index per state in JobState's order (lua/lib.lua's preamble names them)."""
+        return [*self.common_globals().values(), *(self.state(state) for state in JobState)]
+
+    def common_globals(self) -> dict[str, str]:
+        """The global keys of common(), in order, by the name the scripts know each by."""
+        return {
+            "K_COUNTS": self.counts,
+            "K_EVENTS": self.events,
+            "K_QUEUE": self.queue,
+            "K_WAKE": self.wake,
+            "K_DEADLINES": self.queue_deadlines,
+            "K_RETRIES": self.retries,
+            "K_FINISHED": self.finished,
+            "K_ASSIGNED_AT": self.assigned_at,
+            "K_RUN_DEADLINES": self.run_deadlines,
+        }
 
     # Per job
 

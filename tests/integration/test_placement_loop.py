@@ -6,12 +6,12 @@ from collections.abc import Callable
 import pytest
 
 import scheduler.loop
-import shared.store.scheduling
+import shared.store.snapshot
 from scheduler.loop import schedule_once
 from shared.config import Config
 from shared.pool import WorkerView
 from shared.store import Store
-from shared.store.scheduling import CommitPipeline
+from shared.store.commits import CommitPipeline
 from tests.helpers import wait_until
 from tests.store_support import LEASE_TOKEN, check_invariants, register, submit
 
@@ -121,7 +121,7 @@ def test_a_pass_stops_committing_once_another_scheduler_holds_the_lease(
 def test_the_snapshot_reads_every_hash_across_script_calls(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(shared.store.scheduling, "SNAPSHOT_CHUNK", 2)
+    monkeypatch.setattr(shared.store.snapshot, "SNAPSHOT_CHUNK", 2)
     for n in range(5):
         submit(store, f"j{n}", cpu_m=100 + n, memory_mb=10 + n, priority=n % 2, timeout_s=60)
     for n in range(3):

@@ -57,7 +57,9 @@ JOBS = st.tuples(
     st.integers(-3, 3),  # priority
     st.sampled_from(["alice", "bob"]),  # owner
     st.sampled_from([0, 1, 2, 3]),  # max_retries
+    st.sampled_from([None, None, 30]),  # timeout_s: a run with one has a deadline to keep
 )
+JobArgs = tuple[int, int, int, str, int, int | None]
 # Delays of 5, 10, 20, 20 ... seconds: time_passes reaches them in one to four steps.
 BACKOFF = Backoff(base_s=5.0, max_s=20.0)
 # Roomy workers too, so that a worker fills its job slots before its CPU and memory.
@@ -100,6 +102,7 @@ def end_of(exit_code: int | None, reason: str | None) -> tuple[JobState, str | N
 class JobModel:
     request: Resources
     max_retries: int = 0
+    timeout_s: int | None = None
     state: JobState = QUEUED
     version: int = 1
     attempt: int = 0
@@ -111,6 +114,7 @@ class JobModel:
     ended_by_agent: bool = False  # the current attempt ended by its agent's result
     finished_at: float | None = None
     cancel_requested: bool = False
+    since: float = 0.0  # when it was assigned, or started, for the reaper's clocks
 
     def end(self, state: JobState, now: float) -> None:
         """A transition to `state` (its version bump included) decided by the control plane."""
@@ -196,12 +200,13 @@ class StoreMachine(RuleBasedStateMachine):
         job.ended_by_agent = False
         job.attempt += 1
         job.version += 1
+        job.since = self.clock()
 
     # Jobs and workers come and go
 
     @initialize(workers=st.lists(WORKERS, min_size=1, max_size=3), jobs=st.lists(JOBS, max_size=6))
     def some_workers_and_jobs(
-        self, workers: list[tuple[int, int, int]], jobs: list[tuple[int, int, int, str, int]]
+        self, workers: list[tuple[int, int, int]], jobs: list[JobArgs]
     ) -> None:
         """Start from a small cluster, so that most steps have something to act on."""
         for worker in workers:
@@ -210,11 +215,17 @@ class StoreMachine(RuleBasedStateMachine):
             self.submit(*job)
 
     @rule(job=JOBS)
-    def submit_job(self, job: tuple[int, int, int, str, int]) -> None:
+    def submit_job(self, job: JobArgs) -> None:
         self.submit(*job)
 
     def submit(
-        self, cpu_m: int, memory_mb: int, priority: int, owner: str, max_retries: int
+        self,
+        cpu_m: int,
+        memory_mb: int,
+        priority: int,
+        owner: str,
+        max_retries: int,
+        timeout_s: int | None,
     ) -> None:
         job_id = f"j{self.submitted}"
         self.submitted += 1
@@ -226,8 +237,9 @@ class StoreMachine(RuleBasedStateMachine):
             priority=priority,
             owner=owner,
             max_retries=max_retries,
+            timeout_s=timeout_s,
         )
-        self.jobs[job_id] = JobModel(Resources(cpu_m, memory_mb, 0), max_retries)
+        self.jobs[job_id] = JobModel(Resources(cpu_m, memory_mb, 0), max_retries, timeout_s)
 
     @rule(worker=WORKERS)
     def register_new_worker(self, worker: tuple[int, int, int]) -> None:
@@ -385,6 +397,7 @@ class StoreMachine(RuleBasedStateMachine):
         outcome = self.store.jobs.start(job_id, job.worker, job.attempt)
         assert (outcome.state, outcome.version) == (RUNNING, job.version + 1)
         job.state, job.version = RUNNING, job.version + 1
+        job.since = self.clock()
         before = snapshot(self.raw)
         again = self.store.jobs.start(job_id, job.worker, job.attempt)  # a retried request
         assert (again.state, again.version) == (RUNNING, job.version)
@@ -641,6 +654,30 @@ class StoreMachine(RuleBasedStateMachine):
         else:
             job.end(FAILED, self.clock())
         assert self.store.scheduling.reap(*args) == job.state.value
+
+    @rule(assign_timeout=st.integers(0, 60), grace=st.integers(0, 30))
+    def clocks_say_what_is_overdue(self, assign_timeout: int, grace: int) -> None:
+        """The reaper's range queries find exactly the assignments older than the timeout
+        and the runs past their timeout_s by more than the grace, oldest first."""
+        now = self.clock()
+        stale = [
+            (m.since, j)
+            for j, m in self.jobs.items()
+            if m.state == ASSIGNED and m.since + assign_timeout < now
+        ]
+        late = [
+            (m.since + m.timeout_s, j)
+            for j, m in self.jobs.items()
+            if m.state == RUNNING and m.timeout_s and m.since + m.timeout_s + grace < now
+        ]
+        scheduling = self.store.scheduling
+        for found, expected in (
+            (scheduling.stale_assignments(assign_timeout), stale),
+            (scheduling.overdue_runs(grace), late),
+        ):
+            assert [job_id for job_id, _, _ in found] == [j for _, j in sorted(expected)]
+            for job_id, worker_id, attempt in found:
+                assert (worker_id, attempt) == (self.jobs[job_id].worker, self.jobs[job_id].attempt)
 
     @precondition(lambda self: self._jobs_in(*TERMINAL_STATES))
     @rule(retention=st.integers(0, 120), limit=st.integers(1, 4))

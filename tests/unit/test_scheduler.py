@@ -13,7 +13,7 @@ from shared.config import Config
 from shared.resources import Resources
 from shared.store import Store
 from shared.store.errors import StaleAttempt
-from shared.store.scheduling import NotLeader
+from shared.store.lease import NotLeader
 from tests.helpers import wait_until
 from tests.store_support import ManualClock, check_invariants, register, submit
 

@@ -74,8 +74,7 @@ for i = 0, n - 1 do
       w.assigned[#w.assigned + 1] = job_id
       transition(k_job, k_events, job_id, 'QUEUED', 'ASSIGNED', now,
         {'attempt', (tonumber(j[6]) or 0) + 1, 'worker_id', w.id, 'assigned_at', now},
-        {'pending_reason', 'reason', 'exit_code', 'error', 'started_at', 'finished_at',
-         'out_seq', 'cancel_requested', 'metrics', 'ended_by_agent'})
+        NEW_ATTEMPT_CLEARS)
       results[#results + 1] = 1
     end
   end

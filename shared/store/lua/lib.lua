@@ -1,17 +1,8 @@
--- lib.lua: prepended to every script by shared/store/scripts.py.
--- KEYS[1..13] are Keys.common(): counts, events, queue, wake, queue deadlines, retries
--- (jobs waiting out a backoff), finished (terminal jobs by finished_at), then one index per
--- state. Each script's own keys start at KEYS[COMMON + 1].
-local COMMON = 13
-local K_COUNTS, K_EVENTS, K_QUEUE, K_WAKE, K_DEADLINES = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local K_RETRIES, K_FINISHED = KEYS[6], KEYS[7]
-local STATE_INDEX = {
-  QUEUED = KEYS[8], ASSIGNED = KEYS[9], RUNNING = KEYS[10],
-  COMPLETED = KEYS[11], FAILED = KEYS[12], CANCELLED = KEYS[13],
-}
-local TERMINAL = {COMPLETED = true, FAILED = true, CANCELLED = true}
--- Failures of the job itself, which spend its max_retries (shared.states.RETRYABLE_REASONS).
-local RETRYABLE = {exit_code = true, oom = true, timeout = true, error = true}
+-- lib.lua: prepended to every script by shared/store/scripts.py, after the preamble it
+-- generates from shared/states.py and Keys.common(): COMMON and the K_* names of the common
+-- keys (counts, events, queue, wake, queue deadlines, retries, finished, assignment times,
+-- run deadlines), STATE_INDEX (one index per state), TERMINAL, RETRYABLE, TRANSITIONS and
+-- the *_CLEARS field lists. Each script's own keys start at KEYS[COMMON + 1].
 local EVENTS_MAXLEN = 100000
 
 local function nullable(value)
@@ -74,14 +65,21 @@ local function enqueue(job_key, job_id, now)
   end
 end
 
--- Move a job from `from` to `to`: indexes (the queue, its deadlines, the retry backoffs and
--- the finished set included), counters, version, history and the global feed, all in the
--- caller's atomic script. `set` is a flat list of fields to write, `clear` a list of fields
--- to delete. With `retry_at`, a job going to QUEUED waits in K_RETRIES until then instead of
--- entering the queue (promote.lua moves it on). The caller has already checked that the job
--- is in `from`.
+-- Move a job from `from` to `to`: indexes (the queue, its deadlines, the retry backoffs,
+-- the clocks of ASSIGNED and RUNNING and the finished set included), counters, version,
+-- history and the global feed, all in the caller's atomic script. `set` is a flat list of
+-- fields to write, `clear` a list of fields to delete. With `retry_at`, a job going to
+-- QUEUED waits in K_RETRIES until then instead of entering the queue (promote.lua moves it
+-- on). A job not in `from`, or a move TRANSITIONS does not allow, fails the script before
+-- anything of the move is written: Redis does not undo what a script wrote before an error,
+-- so callers make their other writes after it.
 local function transition(job_key, events_key, job_id, from, to, now, set, clear, retry_at)
-  local seq = redis.call('HGET', job_key, 'seq')
+  local current = redis.call('HMGET', job_key, 'state', 'seq')
+  if current[1] ~= from or not (TRANSITIONS[from] or {})[to] then
+    error({err = 'illegal transition: job ' .. job_id .. ' is ' .. tostring(current[1])
+      .. ', asked to go ' .. tostring(from) .. ' -> ' .. tostring(to)})
+  end
+  local seq = current[2]
   if from == 'QUEUED' then
     redis.call('ZREM', K_QUEUE, job_id)
     redis.call('ZREM', K_DEADLINES, job_id)
@@ -100,7 +98,15 @@ local function transition(job_key, events_key, job_id, from, to, now, set, clear
   if clear and #clear > 0 then redis.call('HDEL', job_key, unpack(clear)) end
   local version = redis.call('HINCRBY', job_key, 'version', 1)
   redis.call('HSET', job_key, 'state', to, 'updated_at', now, unpack(set or {}))
-  local h = redis.call('HMGET', job_key, 'attempt', 'worker_id', 'reason')
+  local h = redis.call('HMGET', job_key, 'attempt', 'worker_id', 'reason', 'assigned_at',
+    'started_at', 'timeout_s')
+  -- The reaper's clocks: when an assignment began, when a run with a timeout must end.
+  if from == 'ASSIGNED' then redis.call('ZREM', K_ASSIGNED_AT, job_id) end
+  if from == 'RUNNING' then redis.call('ZREM', K_RUN_DEADLINES, job_id) end
+  if to == 'ASSIGNED' then redis.call('ZADD', K_ASSIGNED_AT, h[4] or now, job_id) end
+  if to == 'RUNNING' and h[6] and h[6] ~= '' then
+    redis.call('ZADD', K_RUN_DEADLINES, tonumber(h[5] or now) + tonumber(h[6]), job_id)
+  end
   local event = cjson.encode({
     at = tonumber(now), from = from, to = to, reason = nullable(h[3]),
     attempt = tonumber(h[1]), worker_id = nullable(h[2]), version = version,
@@ -140,7 +146,7 @@ local function retry_after(job_key, now, reason, base, max_delay)
   local retry_at = tonumber(now) + math.min(tonumber(base) * 2 ^ spent, tonumber(max_delay))
   return {
     set = {'reason', reason, 'retries', spent + 1, 'retry_at', retry_at, 'queued_at', now},
-    clear = {'pending_reason', 'started_at', 'assigned_at', 'finished_at'},
+    clear = REQUEUE_CLEARS,
     retry_at = retry_at,
   }
 end

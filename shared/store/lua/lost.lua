@@ -19,7 +19,6 @@ for i = 4, #ARGV do
   local job_id = ARGV[i]
   local k_job, k_events = KEYS[COMMON + 4 + 2 * (i - 4)], KEYS[COMMON + 5 + 2 * (i - 4)]
   local h = redis.call('HMGET', k_job, 'state', 'requeues', 'cancel_requested')
-  release(k_job, K_WORKER, K_WORKER_JOBS, job_id)
   local requeues = tonumber(h[2] or 0)
   local target
   if h[3] == '1' then  -- the user cancelled it: it must not run again
@@ -29,13 +28,13 @@ for i = 4, #ARGV do
   elseif requeues < max_requeues then
     target = 'QUEUED'
     transition(k_job, k_events, job_id, h[1], 'QUEUED', now,
-      {'reason', 'lost', 'requeues', requeues + 1, 'queued_at', now},
-      {'pending_reason', 'started_at', 'assigned_at', 'cancel_requested'})
+      {'reason', 'lost', 'requeues', requeues + 1, 'queued_at', now}, REQUEUE_CLEARS)
   else
     target = 'FAILED'
     transition(k_job, k_events, job_id, h[1], 'FAILED', now,
       {'reason', 'lost', 'finished_at', now}, {})
   end
+  release(k_job, K_WORKER, K_WORKER_JOBS, job_id)  -- once the move is made
   result[#result + 1] = job_id
   result[#result + 1] = target
 end

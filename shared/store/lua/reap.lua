@@ -13,25 +13,26 @@ local h = redis.call('HMGET', K_JOB, 'state', 'attempt', 'requeues', 'cancel_req
 local expected = kind == 'stale' and 'ASSIGNED' or 'RUNNING'
 if h[1] ~= expected or h[2] ~= attempt then return '' end
 
-release(K_JOB, K_WORKER, K_WORKER_JOBS, job_id)
+local requeues = tonumber(h[3] or 0)
+local retry = kind == 'timeout' and retry_after(K_JOB, now, 'timeout', ARGV[6], ARGV[7])
+local target
 if h[4] == '1' then  -- the user cancelled it meanwhile: that is how it ends
+  target = 'CANCELLED'
   transition(K_JOB, K_JOB_EVENTS, job_id, expected, 'CANCELLED', now,
     {'reason', 'cancelled', 'finished_at', now}, {})
-  return 'CANCELLED'
-end
-local requeues = tonumber(h[3] or 0)
-if kind == 'stale' and requeues < tonumber(ARGV[5]) then
+elseif kind == 'stale' and requeues < tonumber(ARGV[5]) then
+  target = 'QUEUED'
   transition(K_JOB, K_JOB_EVENTS, job_id, 'ASSIGNED', 'QUEUED', now,
-    {'reason', 'stale', 'requeues', requeues + 1, 'queued_at', now},
-    {'pending_reason', 'assigned_at', 'cancel_requested'})
-  return 'QUEUED'
-end
-local retry = kind == 'timeout' and retry_after(K_JOB, now, 'timeout', ARGV[6], ARGV[7])
-if retry then
+    {'reason', 'stale', 'requeues', requeues + 1, 'queued_at', now}, REQUEUE_CLEARS)
+elseif retry then
+  target = 'QUEUED'
   transition(K_JOB, K_JOB_EVENTS, job_id, 'RUNNING', 'QUEUED', now, retry.set, retry.clear,
     retry.retry_at)
-  return 'QUEUED'
+else
+  target = 'FAILED'
+  transition(K_JOB, K_JOB_EVENTS, job_id, expected, 'FAILED', now,
+    {'reason', kind, 'finished_at', now}, {})
 end
-transition(K_JOB, K_JOB_EVENTS, job_id, expected, 'FAILED', now,
-  {'reason', kind, 'finished_at', now}, {})
-return 'FAILED'
+-- Only once the move is made (transition() may refuse it).
+release(K_JOB, K_WORKER, K_WORKER_JOBS, job_id)
+return target

@@ -38,7 +38,6 @@ local set = {'metrics', metrics, 'ended_by_agent', '1'}
 if reason ~= '' then set[#set + 1] = 'reason'; set[#set + 1] = reason end
 if exit_code ~= '' then set[#set + 1] = 'exit_code'; set[#set + 1] = exit_code end
 if err ~= '' then set[#set + 1] = 'error'; set[#set + 1] = err end
-release(K_JOB, K_WORKER, K_WORKER_JOBS, job_id)
 -- A run that reports an exit while still ASSIGNED (its start call was lost) did run: record
 -- the start it skipped, so the history keeps to the state table.
 if state == 'ASSIGNED' and (target == 'COMPLETED' or reason == 'exit_code' or reason == 'oom'
@@ -48,13 +47,17 @@ if state == 'ASSIGNED' and (target == 'COMPLETED' or reason == 'exit_code' or re
 end
 local retry = target == 'FAILED' and RETRYABLE[reason]
   and retry_after(K_JOB, now, reason, ARGV[9], ARGV[10])
+local version
 if retry then
   for _, v in ipairs(retry.set) do set[#set + 1] = v end
-  local version = transition(K_JOB, K_JOB_EVENTS, job_id, state, 'QUEUED', now, set,
-    retry.clear, retry.retry_at)
-  return {'ok', 'QUEUED', version}
+  target = 'QUEUED'
+  version = transition(K_JOB, K_JOB_EVENTS, job_id, state, target, now, set, retry.clear,
+    retry.retry_at)
+else
+  set[#set + 1] = 'finished_at'
+  set[#set + 1] = now
+  version = transition(K_JOB, K_JOB_EVENTS, job_id, state, target, now, set, {})
 end
-set[#set + 1] = 'finished_at'
-set[#set + 1] = now
-local version = transition(K_JOB, K_JOB_EVENTS, job_id, state, target, now, set, {})
+-- Only once the move is made (transition() may refuse it).
+release(K_JOB, K_WORKER, K_WORKER_JOBS, job_id)
 return {'ok', target, version}

@@ -11,8 +11,6 @@ local state = redis.call('HGET', K_JOB, 'state')
 if not state then return {'not_found', '', 0} end
 if state ~= 'FAILED' and state ~= 'CANCELLED' then return {'conflict', state, 0} end
 local version = transition(K_JOB, K_JOB_EVENTS, job_id, state, 'QUEUED', now,
-  {'queued_at', now, 'retries', 0},
-  {'retry_at', 'reason', 'exit_code', 'error', 'finished_at', 'started_at', 'assigned_at', 'worker_id',
-   'metrics', 'cancel_requested', 'pending_reason', 'ended_by_agent'})
+  {'queued_at', now, 'retries', 0}, USER_RETRY_CLEARS)
 wake_scheduler()
 return {'queued', 'QUEUED', version}
