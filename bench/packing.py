@@ -1,7 +1,9 @@
 """Packing quality: a seeded random heterogeneous workload placed, in arrival order, until
 the first job fits nowhere; jobs placed as a fraction of the fractional bound (total
-capacity over mean demand, per resource, the minimum over CPU and memory), for binpack,
-spread and a trivial first fit. Pure: `place()` over an in-memory snapshot, no Redis.
+capacity over mean demand, per resource, the minimum over CPU and memory), for binpack and
+spread beside three peers: a trivial first fit, plain best fit and Nomad's binpack formula.
+Fragmentation: the largest job that still fits on some worker when each run stops. Pure:
+`place()` over an in-memory snapshot, no Redis.
 """
 
 import random
@@ -10,6 +12,7 @@ from dataclasses import asdict, dataclass, replace
 
 from bench import workload
 from bench.firstfit import first_fit
+from bench.peers import best_fit, nomad_binpack
 from bench.report import BenchResult, Row
 from bench.stats import median
 from scheduler.placement import Placement, place
@@ -26,7 +29,19 @@ POLICIES: dict[str, Policy] = {
     "binpack": lambda jobs, workers: place(jobs, workers, "binpack"),
     "spread": lambda jobs, workers: place(jobs, workers, "spread"),
     "first-fit": first_fit,
+    "best-fit": best_fit,
+    "nomad": nomad_binpack,
 }
+PEER = "first-fit"
+NAMES = {
+    "binpack": "binpack",
+    "spread": "spread",
+    "first-fit": "first fit",
+    "best-fit": "plain best fit (least CPU left, then least memory)",
+    "nomad": "Nomad's ScoreFitBinPack (20 - 10^free CPU - 10^free memory)",
+}
+# The smallest job in the other resource, for the largest CPU and memory still placeable.
+SMALLEST_CPU_M = round(1000 * min(cores for cores, _ in workload.JOB_CPU))
 
 
 @dataclass(frozen=True)
@@ -41,13 +56,17 @@ QUICK = Sizes(workers=50, seeds=2)
 
 @dataclass(frozen=True)
 class Stop:
-    """Where a policy stopped: jobs placed, the job that fit nowhere, and the share of the
-    pool's CPU and memory in use at that moment."""
+    """Where a policy stopped: jobs placed, the job that fit nowhere, the share of the
+    pool's CPU and memory in use at that moment, and the largest job still placeable then:
+    the most CPU (with the smallest memory a job asks) and the most memory (with the
+    smallest CPU) free on one worker."""
 
     placed: int
     missed: str
     cpu_used: float
     memory_used: float
+    largest_cpu_m: int
+    largest_memory_mb: int
 
 
 @dataclass(frozen=True)
@@ -72,6 +91,8 @@ def run(quick: bool) -> BenchResult:
         figures={"median_fraction_of_bound": fractions, "trials": [asdict(t) for t in trials]},
     )
     result.rows = rows(sizes, trials, fractions)
+    print(f"\nPacking, {sizes.workers} workers, medians of {len(trials)} seeds:\n")
+    print(side_by_side(trials, fractions))
     return result
 
 
@@ -109,32 +130,60 @@ def run_until_first_miss(policy: Policy, jobs: list[QueuedJob], pool: list[Worke
 def stop(placed: int, missed: Resources, views: list[WorkerView]) -> Stop:
     capacity = sum((w.capacity for w in views), Resources(0, 0, 0))
     used = sum((w.reserved for w in views), Resources(0, 0, 0))
+    free = [w.free for w in views if w.free_slots > 0]
     return Stop(
         placed,
         missed.describe(),
         used.cpu_m / capacity.cpu_m,
         used.memory_mb / capacity.memory_mb,
+        max((f.cpu_m for f in free if f.memory_mb >= workload.MIN_JOB_MEMORY_MB), default=0),
+        max((f.memory_mb for f in free if f.cpu_m >= SMALLEST_CPU_M), default=0),
     )
 
 
 def rows(sizes: Sizes, trials: list[Trial], fractions: dict[str, float]) -> list[Row]:
-    ff = fractions["first-fit"]
+    peer = fractions[PEER]
     return [
         Row(
             "packing",
-            f"{policy}, {sizes.workers} workers, until the first miss "
-            f"(CPU {in_use(trials, policy)} in use then; median of {len(trials)} seeds)",
+            f"{NAMES[policy]}, {sizes.workers} workers, until the first miss "
+            f"({in_use(trials, policy)} in use then; largest job still fitting "
+            f"{largest(trials, policy)}; median of {len(trials)} seeds)",
             f"{share:.1%} of bound",
             f"≥ {TARGET:.0%}" if policy == "binpack" else "",
-            f"first fit {ff:.1%}",
-            f"{share / ff:.3f}x",
+            f"first fit {peer:.1%}",
+            f"{share / peer:.3f}x",
         )
         for policy, share in fractions.items()
-        if policy != "first-fit"
+        if policy != PEER
     ]
+
+
+def side_by_side(trials: list[Trial], fractions: dict[str, float]) -> str:
+    """Every policy on one line each: what it placed, what was in use, what still fit."""
+    lines = [
+        "| Policy | Placed (of bound) | CPU in use | Memory in use | Largest CPU job still fitting"
+        " | Largest memory job still fitting |",
+        "|---|---|---|---|---|---|",
+    ]
+    for policy, share in sorted(fractions.items(), key=lambda item: -item[1]):
+        stops = [t.stops[policy] for t in trials]
+        lines.append(
+            f"| {NAMES[policy]} | {share:.1%} | {median([s.cpu_used for s in stops]):.1%} "
+            f"| {median([s.memory_used for s in stops]):.1%} "
+            f"| {median([s.largest_cpu_m for s in stops]) / 1000:g} CPU "
+            f"| {median([s.largest_memory_mb for s in stops]) / workload.GIB:.1f} GiB |"
+        )
+    return "\n".join(lines)
 
 
 def in_use(trials: list[Trial], policy: str) -> str:
     cpu = median([t.stops[policy].cpu_used for t in trials])
     memory = median([t.stops[policy].memory_used for t in trials])
-    return f"{cpu:.0%}, memory {memory:.0%}"
+    return f"CPU {cpu:.0%}, memory {memory:.0%}"
+
+
+def largest(trials: list[Trial], policy: str) -> str:
+    cpu = median([t.stops[policy].largest_cpu_m for t in trials]) / 1000
+    memory = median([t.stops[policy].largest_memory_mb for t in trials]) / workload.GIB
+    return f"{cpu:g} CPU or {memory:.1f} GiB"

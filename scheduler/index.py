@@ -9,6 +9,8 @@ scan needs, and the index tracks free capacity itself rather than rebuilding Wor
 """
 
 from bisect import bisect_left, insort
+from collections.abc import Iterator
+from dataclasses import replace
 from itertools import islice
 from math import inf
 
@@ -44,6 +46,7 @@ class CapacityIndex:
         self._views = {w.id: w for w in workers}
         self._entries = {w.id: _entry(w) for w in workers}  # full ones too, for give_back()
         self._order = sorted(e for e in self._entries.values() if e[4] > 0)
+        self._current = dict(self._views)  # views as they are now, rebuilt once moved
 
     def __len__(self) -> int:
         return len(self._order)
@@ -73,13 +76,35 @@ class CapacityIndex:
                 continue
             if constraints and not matches(constraints, self._views[worker_id]):
                 continue
-            scored = score((free_cpu - cpu) / cap_cpu, (free_memory - memory) / cap_memory)
+            scored = score(free_cpu - cpu, free_memory - memory, cap_cpu, cap_memory)
             if scored < best_score or (scored == best_score and worker_id < best_id):
                 best_score, best_id = scored, worker_id
             seen += 1
             if seen == CANDIDATES:
                 break
         return best_id if seen else None
+
+    def views(self, first: str | None = None) -> Iterator[WorkerView]:
+        """Every worker not dropped, with its free capacity as it is now; `first` first."""
+        if first in self._entries:
+            yield self.view(first)
+        for worker_id in self._entries:
+            if worker_id != first:
+                yield self.view(worker_id)
+
+    def view(self, worker_id: str) -> WorkerView:
+        view = self._current.get(worker_id)
+        if view is None:
+            free_cpu, free_memory, _, free_gpus, free_slots, _, _ = self._entries[worker_id]
+            snapshot = self._views[worker_id]
+            free = Resources(free_cpu, free_memory, free_gpus)
+            view = replace(
+                snapshot,
+                reserved=snapshot.capacity - free,
+                used_slots=snapshot.slots - free_slots,
+            )
+            self._current[worker_id] = view
+        return view
 
     def take(self, worker_id: str, request: Resources) -> None:
         """Reserve the request on the worker, moving it to its new place in the order."""
@@ -112,5 +137,6 @@ class CapacityIndex:
             cap_memory,
         )
         self._entries[worker_id] = updated
+        self._current.pop(worker_id, None)
         if free_slots - slots > 0:
             insort(self._order, updated)
