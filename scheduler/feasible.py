@@ -105,7 +105,8 @@ def nearest_refusal(
 ) -> tuple[int, str] | None:
     """(position, reason) of the refusal of the worker that got furthest down the checks,
     said of the largest such worker; None if some worker passes them all, or if there is
-    no worker. The scan ends at a refusal by the last check, as no worker gets further."""
+    no worker. The scan ends at a refusal by the last check, as no worker gets further
+    (the last check's reason does not depend on the worker)."""
     last = len(checks) - 1
     nearest: tuple[int, tuple[int, int], str] | None = None
     for worker in workers:

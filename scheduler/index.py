@@ -84,15 +84,16 @@ class CapacityIndex:
                 break
         return best_id if seen else None
 
-    def views(self, first: str | None = None) -> Iterator[WorkerView]:
-        """Every worker not dropped, with its free capacity as it is now; `first` first."""
-        if first in self._entries:
-            yield self.view(first)
+    def views(self) -> Iterator[WorkerView]:
+        """Every worker not dropped, with its free capacity as it is now."""
         for worker_id in self._entries:
-            if worker_id != first:
-                yield self.view(worker_id)
+            yield self._view(worker_id)
 
-    def view(self, worker_id: str) -> WorkerView:
+    def view(self, worker_id: str) -> WorkerView | None:
+        """The worker with its free capacity as it is now; None once dropped."""
+        return self._view(worker_id) if worker_id in self._entries else None
+
+    def _view(self, worker_id: str) -> WorkerView:
         view = self._current.get(worker_id)
         if view is None:
             free_cpu, free_memory, _, free_gpus, free_slots, _, _ = self._entries[worker_id]

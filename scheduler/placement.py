@@ -7,7 +7,7 @@ script re-checks each one.
 from dataclasses import dataclass, field
 
 from scheduler.backfill import Reservation
-from scheduler.feasible import CHECKS, Check, NotReserved, is_big_enough, nearest_refusal
+from scheduler.feasible import CHECKS, NotReserved, first_refusal, is_big_enough, nearest_refusal
 from scheduler.index import CapacityIndex
 from scheduler.rank import scorer
 from shared.pool import QueuedJob, WorkerView
@@ -123,10 +123,7 @@ class PendingReasons:
 
     def __init__(self, index: CapacityIndex, reservation: Reservation | None, now: float):
         self._index = index
-        self._reserved = reservation.worker_id if reservation is not None else None
-        self._checks: tuple[Check, ...] = CHECKS
-        if reservation is not None:
-            self._checks += (NotReserved(reservation, now),)
+        self._reservation = None if reservation is None else NotReserved(reservation, now)
         self._cache: dict[ReasonKey, tuple[str, bool]] = {}
 
     def of(self, job: QueuedJob, admitted: bool) -> tuple[str, bool]:
@@ -134,12 +131,18 @@ class PendingReasons:
         reservation `admitted` to its worker or not."""
         key = (job.request, tuple(sorted(job.constraints.items())), admitted)
         if key not in self._cache:
-            self._cache[key] = self._explain(job)
+            self._cache[key] = self._explain(job, admitted)
         return self._cache[key]
 
-    def _explain(self, job: QueuedJob) -> tuple[str, bool]:
-        # The reserved worker first: only it can be refused by the last check.
-        refusal = nearest_refusal(job, self._index.views(first=self._reserved), self._checks)
+    def _explain(self, job: QueuedJob, admitted: bool) -> tuple[str, bool]:
+        held = self._reservation
+        if held is not None and not admitted:
+            # The reservation refuses one worker only, so that one is judged by it alone.
+            reserved = self._index.view(held.reservation.worker_id)
+            refusal = None if reserved is None else first_refusal(job, reserved, (*CHECKS, held))
+            if refusal is not None and refusal[0] == len(CHECKS):
+                return refusal[1], True
+        refusal = nearest_refusal(job, self._index.views(), CHECKS)
         if refusal is None:  # no worker: one that passed every check would have taken the job
             return NO_WORKER, False
         position, reason = refusal
