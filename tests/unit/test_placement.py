@@ -101,6 +101,17 @@ def test_constraints_pick_only_labelled_workers() -> None:
     assert result.pending["k"] == "no live worker has the labels zone=us"
 
 
+def test_a_waiting_job_is_told_the_refusal_of_the_worker_that_got_furthest() -> None:
+    """Labels, then ever-fits, then room now: "eu" has the label but is too small, so the
+    job hears about its size, not about the labels "big" lacks."""
+    workers = [labelled("big", 8000, 8192), labelled("eu", 1000, 1024, zone="eu")]
+    wants_eu = QueuedJob("j", Resources(2000, 128), 0, None, {"zone": "eu"})
+    assert place([wants_eu], workers).pending["j"] == (
+        "no live worker can ever hold it: largest worker has 1 CPU, 1024 MB; "
+        "job needs 2 CPU, 128 MB"
+    )
+
+
 sizes = st.tuples(st.integers(1, 4000), st.integers(1, 4096))
 
 
