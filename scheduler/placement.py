@@ -7,9 +7,9 @@ script re-checks each one.
 from dataclasses import dataclass, field
 
 from scheduler.backfill import Reservation
-from scheduler.feasible import could_ever_fit, matches
+from scheduler.feasible import CHECKS, NotReserved, first_refusal, is_big_enough, nearest_refusal
 from scheduler.index import CapacityIndex
-from scheduler.rank import SCORERS
+from scheduler.rank import scorer
 from shared.pool import QueuedJob, WorkerView
 from shared.resources import Resources
 
@@ -55,29 +55,33 @@ class Placer:
         now: float = 0.0,
     ) -> None:
         self.result = Placement()
-        self._score = SCORERS[policy]
+        self._policy = policy
         self._tightest_first = policy != "spread"
         self._reservation = reservation
         self._now = now
         self._index = CapacityIndex(workers)
-        self._reasons = PendingReasons(workers)
+        self._reasons = PendingReasons(self._index, reservation, now)
         # Request shapes that fitted nowhere: while capacity only shrinks, they still don't.
         self._misses: list[Resources] = []
 
     def place(self, job: QueuedJob) -> str | None:
         """The id of the worker the job goes to (its capacity is now taken), or None."""
         misses = self._misses
-        if misses and not job.constraints and any(_covers(job.request, m) for m in misses):
-            self._wait(job)
-            return None
         reservation, excluded = self._reservation, None
         if reservation is not None and not reservation.admits(job, self._now):
             excluded = reservation.worker_id
+        if misses and not job.constraints and any(_covers(job.request, m) for m in misses):
+            self._wait(job, excluded is None)
+            return None
         best = self._index.best(
-            job.request, job.constraints, self._score, self._tightest_first, excluded
+            job.request,
+            job.constraints,
+            scorer(self._policy, job.request),
+            self._tightest_first,
+            excluded,
         )
         if best is None:
-            self._wait(job)
+            self._wait(job, excluded is None)
             # A miss counts only when every worker was considered.
             if not job.constraints and excluded is None and len(misses) < MAX_REMEMBERED_MISSES:
                 misses.append(job.request)
@@ -95,8 +99,8 @@ class Placer:
         """A worker Redis refused placements on (gone, silent, or fuller than we saw)."""
         self._index.drop(worker_id)
 
-    def _wait(self, job: QueuedJob) -> None:
-        reason, could_fit = self._reasons.of(job)
+    def _wait(self, job: QueuedJob, admitted: bool) -> None:
+        reason, could_fit = self._reasons.of(job, admitted)
         self.result.pending[job.id] = reason
         if could_fit:
             self.result.waiting_for_capacity.append(job)
@@ -107,33 +111,39 @@ def _covers(request: Resources, smaller: Resources) -> bool:
     return smaller.fits_in(request)
 
 
+NO_WORKER = "no live worker: start one with `jobyard worker`"
+# (request, constraints, whether the reservation admits the job to its worker)
+ReasonKey = tuple[Resources, tuple[tuple[str, str], ...], bool]
+
+
 class PendingReasons:
-    """Why jobs wait, in words a user can act on; computed once per request shape."""
+    """Why jobs wait, in words a user can act on: the refusal of the worker that got
+    furthest down the checks (scheduler/feasible.py), the reservation's last. Judged when the
+    first job of a request shape waits, once per shape in a pass."""
 
-    def __init__(self, workers: list[WorkerView]) -> None:
-        self.workers = workers
-        self._cache: dict[tuple[Resources, tuple[tuple[str, str], ...]], tuple[str, bool]] = {}
+    def __init__(self, index: CapacityIndex, reservation: Reservation | None, now: float):
+        self._index = index
+        self._reservation = None if reservation is None else NotReserved(reservation, now)
+        self._cache: dict[ReasonKey, tuple[str, bool]] = {}
 
-    def of(self, job: QueuedJob) -> tuple[str, bool]:
-        """(reason, whether a live worker could hold the job once it frees up)"""
-        key = (job.request, tuple(sorted(job.constraints.items())))
+    def of(self, job: QueuedJob, admitted: bool) -> tuple[str, bool]:
+        """(reason, whether a live worker could hold the job once it frees up), for a job the
+        reservation `admitted` to its worker or not."""
+        key = (job.request, tuple(sorted(job.constraints.items())), admitted)
         if key not in self._cache:
-            self._cache[key] = self._explain(job.request, job.constraints)
+            self._cache[key] = self._explain(job, admitted)
         return self._cache[key]
 
-    def _explain(self, request: Resources, constraints: dict[str, str]) -> tuple[str, bool]:
-        if not self.workers:
-            return "no live worker: start one with `jobyard worker`", False
-        labelled = [w for w in self.workers if matches(constraints, w)]
-        if not labelled:
-            wanted = ", ".join(f"{k}={v}" for k, v in sorted(constraints.items()))
-            return f"no live worker has the labels {wanted}", False
-        if not any(could_ever_fit(request, w) for w in labelled):
-            largest = max(labelled, key=lambda w: (w.capacity.cpu_m, w.capacity.memory_mb))
-            reason = (
-                f"no live worker can ever hold it: largest worker has "
-                f"{largest.capacity.describe()}; job needs {request.describe()}"
-            )
-            return reason, False
-        needs = request.describe()
-        return f"waiting for capacity: needs {needs}; every worker big enough is busy", True
+    def _explain(self, job: QueuedJob, admitted: bool) -> tuple[str, bool]:
+        held = self._reservation
+        if held is not None and not admitted:
+            # The reservation refuses one worker only, so that one is judged by it alone.
+            reserved = self._index.view(held.reservation.worker_id)
+            refusal = None if reserved is None else first_refusal(job, reserved, (*CHECKS, held))
+            if refusal is not None and refusal[0] == len(CHECKS):
+                return refusal[1], True
+        refusal = nearest_refusal(job, self._index.views(), CHECKS)
+        if refusal is None:  # no worker: one that passed every check would have taken the job
+            return NO_WORKER, False
+        position, reason = refusal
+        return reason, position > CHECKS.index(is_big_enough)

@@ -13,7 +13,7 @@ from shared.pool import WorkerView
 from shared.store import Store
 from shared.store.commits import CommitPipeline
 from tests.helpers import wait_until
-from tests.store_support import LEASE_TOKEN, check_invariants, register, submit
+from tests.store_support import LEASE_TOKEN, ManualClock, check_invariants, register, submit
 
 CONFIG = Config.from_env({}, worker_timeout_s=30.0)
 
@@ -137,3 +137,31 @@ def test_the_snapshot_reads_every_hash_across_script_calls(
     assert all(j.timeout_s == 60 and j.pending_reason is None for j in jobs)
     workers = store.scheduling.live_workers(CONFIG.worker_timeout_s)
     assert [(w.id, w.capacity.cpu_m) for w in workers] == [("w0", 1000), ("w1", 2000), ("w2", 3000)]
+
+
+@pytest.mark.redis
+def test_a_job_held_off_a_reserved_worker_is_told_for_whom_and_until_when(
+    store: Store, clock: ManualClock
+) -> None:
+    config = Config.from_env({}, worker_timeout_s=30.0, starvation_s=60.0)
+    register(store, "w1", cpu_m=2000, memory_mb=1024)
+    submit(store, "running", cpu_m=1000, timeout_s=300)
+    schedule_once(store, config, LEASE_TOKEN)
+    store.jobs.start("running", "w1", 1)  # at 22:13:20 UTC, so it ends by 22:18:20
+    submit(store, "big", cpu_m=2000)
+    clock.advance(120)
+    store.workers.heartbeat("w1", {}, [])
+    submit(store, "untimed", cpu_m=500)
+    submit(store, "short", cpu_m=500, timeout_s=60)
+    assert schedule_once(store, config, LEASE_TOKEN) == 1
+    assert states(store, "big", "untimed", "short") == [
+        ("QUEUED", None),
+        ("QUEUED", None),
+        ("ASSIGNED", "w1"),
+    ]
+    reasons = [job["pending_reason"] for job in store.jobs.get_many(["big", "untimed"])]
+    assert reasons == [
+        "waiting for capacity: needs 2 CPU, 64 MB; every worker big enough is busy",
+        "worker w1 is reserved for job big until about 22:18:20 UTC: only a job whose "
+        "timeout_s ends by then may use it meanwhile",
+    ]

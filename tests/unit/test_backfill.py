@@ -56,20 +56,53 @@ def test_the_reserved_worker_only_takes_jobs_that_end_in_time() -> None:
     )
     result = place([big, untimed, short, long_], workers, "binpack", reservation, NOW)
     assert dict(result.assignments) == {"untimed": "b", "short": "a"}
-    assert set(result.pending) == {"big", "long"}
+    assert result.pending == {
+        "big": "waiting for capacity: needs 4 CPU, 64 MB; every worker big enough is busy",
+        # NOW + 60 s, 1970-01-01 00:17:40 UTC: "a" has room for it, but not in time.
+        "long": "worker a is reserved for job big until about 00:17:40 UTC: only a job whose "
+        "timeout_s ends by then may use it meanwhile",
+    }
+
+
+def test_a_job_kept_off_a_reserved_worker_that_is_busy_anyway_waits_for_capacity() -> None:
+    """The reservation is the reason only when it is all that keeps the job off the worker."""
+    workers = [worker("a", 4000, used_cpu_m=3800), worker("b", 4000, used_cpu_m=3500)]
+    reservation = Reservation("big", "a", NOW + 60)
+    result = place([job("long", 1000, timeout_s=90)], workers, "binpack", reservation, NOW)
+    assert result.pending["long"] == (
+        "waiting for capacity: needs 1 CPU, 64 MB; every worker big enough is busy"
+    )
+
+
+def test_a_reservation_with_no_known_end_or_a_day_away_says_so() -> None:
+    workers = [worker("a", 4000, used_cpu_m=1000)]
+    untimed = job("untimed", 500)
+    forever = place([untimed], workers, "binpack", Reservation("big", "a", math.inf), NOW)
+    assert forever.pending["untimed"] == (
+        "worker a is reserved for job big until it starts (the jobs on it have no timeout_s): "
+        "only a job with a timeout_s may use it meanwhile"
+    )
+    later = place([untimed], workers, "binpack", Reservation("big", "a", NOW + 2 * 86400), NOW)
+    assert later.pending["untimed"].startswith(
+        "worker a is reserved for job big until about 1970-01-03 00:16:40 UTC:"
+    )
 
 
 def test_the_loop_holds_a_worker_for_a_starving_job(store: Store, clock: ManualClock) -> None:
     config = Config.from_env({}, starvation_s=60.0)
     register(store, "w1", cpu_m=2000, memory_mb=1024)
-    submit(store, "small-running", cpu_m=1000)
+    submit(store, "small-running", cpu_m=1000, timeout_s=300)
     schedule_once(store, config)
-    store.jobs.start("small-running", "w1", 1)
+    store.jobs.start("small-running", "w1", 1)  # at 22:13:20 UTC: it ends by 22:18:20
     submit(store, "big", cpu_m=2000)
     clock.advance(120)
     store.workers.heartbeat("w1", {}, [])
     submit(store, "small-untimed", cpu_m=500)
     assert schedule_once(store, config) == 0  # w1 is held for "big"
+    assert store.jobs.get("small-untimed")["pending_reason"] == (
+        "worker w1 is reserved for job big until about 22:18:20 UTC: only a job whose "
+        "timeout_s ends by then may use it meanwhile"
+    )
     store.jobs.finish("small-running", "w1", 1, exit_code=0, reason=None, error=None, metrics={})
     assert schedule_once(store, config) == 1
     assert store.jobs.get("big")["state"] == "ASSIGNED"

@@ -1,10 +1,16 @@
 """Placement as pure functions: best fit, spread, backfill past a job that fits nowhere,
 and pending reasons a user can act on."""
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import scheduler.index
+from scheduler.backfill import Reservation
+from scheduler.feasible import CHECKS, NotReserved, first_refusal, nearest_refusal
+from scheduler.index import CapacityIndex
 from scheduler.placement import place
+from scheduler.rank import scorer
 from shared.pool import QueuedJob, WorkerView
 from shared.resources import Resources
 
@@ -25,9 +31,28 @@ def test_binpack_picks_the_tightest_fit_and_spread_the_emptiest() -> None:
     assert place([job("j", 1000, 1024)], workers, "spread").assignments == [("j", "big")]
 
 
+def test_binpack_puts_a_small_job_on_the_small_idle_worker() -> None:
+    """DESIGN §3, the first case: the big worker's hole stays whole for a big job."""
+    workers = [worker("small", 1000, 1024), worker("big", 4000, 8192)]
+    assert place([job("j", 1000, 512)], workers, "binpack").assignments == [("j", "small")]
+
+
+def test_cpu_only_jobs_each_go_to_the_fitting_worker_with_the_least_free_cpu() -> None:
+    """DESIGN §3, the second case: the classic one-dimensional best fit."""
+    workers = [worker("eight", 8000, 8192), worker("two", 2000, 8192), worker("four", 4000, 8192)]
+    jobs = [job("three", 3000, 0), job("one", 1000, 0), job("two", 2000, 0), job("half", 500, 0)]
+    assert place(jobs, workers, "binpack").assignments == [
+        ("three", "four"),  # 1 CPU left there
+        ("one", "four"),  # the one CPU it left
+        ("two", "two"),
+        ("half", "eight"),  # the only worker with CPU left
+    ]
+
+
 def test_binpack_does_not_strand_memory_behind_a_full_cpu() -> None:
+    """Within the two cases, CPU and memory kept in step: on "cpu-tight" the job would leave
+    3 GB that no job can use without CPU."""
     workers = [worker("cpu-tight", 1000, 4096), worker("even", 4000, 4096)]
-    # On "cpu-tight" the job would leave 3 GB that no job can use without CPU.
     assert place([job("j", 1000, 1024)], workers, "binpack").assignments == [("j", "even")]
 
 
@@ -76,6 +101,17 @@ def test_constraints_pick_only_labelled_workers() -> None:
     assert result.pending["k"] == "no live worker has the labels zone=us"
 
 
+def test_a_waiting_job_is_told_the_refusal_of_the_worker_that_got_furthest() -> None:
+    """Labels, then ever-fits, then room now: "eu" has the label but is too small, so the
+    job hears about its size, not about the labels "big" lacks."""
+    workers = [labelled("big", 8000, 8192), labelled("eu", 1000, 1024, zone="eu")]
+    wants_eu = QueuedJob("j", Resources(2000, 128), 0, None, {"zone": "eu"})
+    assert place([wants_eu], workers).pending["j"] == (
+        "no live worker can ever hold it: largest worker has 1 CPU, 1024 MB; "
+        "job needs 2 CPU, 128 MB"
+    )
+
+
 sizes = st.tuples(st.integers(1, 4000), st.integers(1, 4096))
 
 
@@ -108,3 +144,124 @@ def test_placement_never_overcommits_and_never_leaves_a_job_that_fits(
         for w in workers:
             total, count = used[w.id]
             assert count == w.slots or not requests[job_id].fits_in(w.capacity - total)
+
+
+def partly_used(wid: str, cpu_m: int, mem: int, used_cpu_m: int, used_mem: int) -> WorkerView:
+    return worker(wid, cpu_m, mem, used=Resources(min(used_cpu_m, cpu_m), min(used_mem, mem)))
+
+
+pools = st.lists(
+    st.tuples(st.integers(1, 8), st.integers(1, 8), st.integers(0, 8), st.integers(0, 8)),
+    min_size=1,
+    max_size=40,
+).map(
+    lambda rows: [
+        partly_used(f"w{n:02d}", 1000 * cpu, 1024 * mem, 1000 * used_cpu, 1024 * used_mem)
+        for n, (cpu, mem, used_cpu, used_mem) in enumerate(rows)
+    ]
+)  # whole CPUs and GiB, so that ties happen
+requests = st.builds(Resources, st.integers(1, 8000), st.integers(0, 8192))
+
+
+def brute_force(request: Resources, workers: list[WorkerView], policy: str) -> str | None:
+    """The exhaustive scorer: every worker with room scored, the best (then the lower id)."""
+    score = scorer(policy, request)
+    fitting = [
+        (score(*left(w, request), w.capacity.cpu_m, w.capacity.memory_mb), w.id)
+        for w in workers
+        if request.fits_in(w.free) and w.free_slots > 0
+    ]
+    return min(fitting)[1] if fitting else None
+
+
+def left(w: WorkerView, request: Resources) -> tuple[int, int]:
+    after = w.free - request
+    return after.cpu_m, after.memory_mb
+
+
+@settings(max_examples=300, deadline=None)
+@given(workers=pools, request=requests, policy=st.sampled_from(["binpack", "spread"]))
+def test_the_index_picks_what_the_exhaustive_scorer_picks(
+    workers: list[WorkerView], request: Resources, policy: str
+) -> None:
+    """With no more workers than CANDIDATES, the walk sees every one that fits; beyond that
+    it sees the CANDIDATES fitting workers left tightest in CPU (or emptiest, for spread)."""
+    assert len(workers) <= scheduler.index.CANDIDATES
+    index = CapacityIndex(workers)
+    picked = index.best(request, {}, scorer(policy, request), policy != "spread")
+    assert picked == brute_force(request, workers, policy)
+
+
+@settings(max_examples=300, deadline=None)
+@given(workers=pools, cpu_m=st.integers(1, 8000))
+def test_a_cpu_only_job_gets_the_least_free_cpu_whatever_the_walks_bound(
+    workers: list[WorkerView], cpu_m: int
+) -> None:
+    request = Resources(cpu_m, 0)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(scheduler.index, "CANDIDATES", 2)
+        picked = CapacityIndex(workers).best(request, {}, scorer("binpack", request), True)
+    fitting = [w for w in workers if request.fits_in(w.free)]
+    if not fitting:
+        assert picked is None
+    else:
+        chosen = next(w for w in workers if w.id == picked)
+        assert chosen.free.cpu_m == min(w.free.cpu_m for w in fitting)
+
+
+def test_the_walk_finds_the_small_worker_among_many_big_ones() -> None:
+    """DESIGN §3's first case with more big workers than the walk's CANDIDATES."""
+    big = [worker(f"big{n:03d}", 4000, 8192) for n in range(3 * scheduler.index.CANDIDATES)]
+    workers = [*big, worker("small", 1000, 1024)]
+    assert place([job("j", 1000, 512)], workers).assignments == [("j", "small")]
+
+
+gpu_workers = st.lists(
+    st.builds(
+        WorkerView,
+        id=st.sampled_from(["a", "b", "c", "d"]),
+        capacity=st.builds(
+            Resources, st.integers(1, 4000), st.integers(1, 4096), st.integers(0, 2)
+        ),
+        reserved=st.builds(
+            Resources, st.integers(0, 4000), st.integers(0, 4096), st.integers(0, 2)
+        ),
+        slots=st.integers(0, 2),
+        used_slots=st.integers(0, 2),
+        labels=st.dictionaries(st.sampled_from(["zone"]), st.sampled_from(["eu", "us"])),
+    ),
+    max_size=4,
+    unique_by=lambda w: w.id,
+).map(lambda ws: [w for w in ws if w.reserved.fits_in(w.capacity) and w.used_slots <= w.slots])
+timed_jobs = st.builds(
+    QueuedJob,
+    id=st.just("j"),
+    request=st.builds(Resources, st.integers(1, 4000), st.integers(0, 4096), st.integers(0, 2)),
+    priority=st.just(0),
+    pending_reason=st.none(),
+    constraints=st.dictionaries(st.sampled_from(["zone"]), st.sampled_from(["eu", "us"])),
+    timeout_s=st.none() | st.sampled_from([30.0, 90.0]),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    workers=gpu_workers,
+    job_=timed_jobs,
+    reserved=st.none() | st.sampled_from(["a", "b"]),
+    policy=st.sampled_from(["binpack", "spread"]),
+)
+def test_the_index_and_the_checks_agree_and_the_reason_is_the_check_that_refused(
+    workers: list[WorkerView], job_: QueuedJob, reserved: str | None, policy: str
+) -> None:
+    reservation = None if reserved is None else Reservation("other", reserved, 1060.0)
+    checks = CHECKS if reservation is None else (*CHECKS, NotReserved(reservation, 1000.0))
+    result = place([job_], workers, policy, reservation, 1000.0)
+    if result.assignments:
+        ((_, chosen),) = result.assignments
+        assert first_refusal(job_, next(w for w in workers if w.id == chosen), checks) is None
+    else:
+        assert all(first_refusal(job_, w, checks) is not None for w in workers)
+        refusal = nearest_refusal(job_, workers, checks)
+        expected = refusal[1] if refusal else "no live worker: start one with `jobyard worker`"
+        assert result.pending["j"] == expected
