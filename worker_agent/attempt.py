@@ -201,4 +201,7 @@ def job_run(job: Mapping[str, Any], worker_id: str, config: Config) -> JobRun:
 
 
 def gpus_asked(job: Mapping[str, Any]) -> int:
-    return int((job.get("resources") or {}).get("gpus") or 0)
+    count = int((job.get("resources") or {}).get("gpus") or 0)
+    if count < 0:
+        raise ValueError(f"gpus={count}")
+    return count

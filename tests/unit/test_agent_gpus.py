@@ -34,6 +34,7 @@ def test_the_pool_hands_out_the_lowest_free_indices_each_once() -> None:
 
     assert (first, second) == (("0", "1"), ("2",))
     assert pool.free() == ("3",)
+    assert first is not None
     pool.give_back(first)
     assert pool.take(3, never) == ("0", "1", "3")
     assert pool.free() == ()
@@ -64,6 +65,7 @@ def test_a_take_waits_for_devices_another_attempt_still_holds() -> None:
 
     waiter.join(timeout=0.3)
     assert waiter.is_alive(), "took a device that was held"
+    assert held is not None
     pool.give_back(held)
     waiter.join(timeout=5)
 
@@ -191,4 +193,20 @@ def test_a_job_asking_more_gpus_than_the_worker_has_fails_with_an_error(
     result = api.results[("big", 1)]
     assert (result["reason"], result["exit_code"]) == ("error", None)
     assert result["error"] == "the job asks for 4 GPUs; this worker has 3"
+    assert executor.runs == []
+
+
+def test_a_negative_gpu_count_is_a_malformed_assignment(
+    gpu_config: Config, start_agent: Callable[..., Running]
+) -> None:
+    api = FakeApi()
+    executor = GpuExecutor()
+    start_agent(gpu_config, api, executor)
+
+    api.assign(gpu_job("odd", -1))
+
+    wait_until(lambda: ("odd", 1) in api.results)
+    result = api.results[("odd", 1)]
+    assert result["reason"] == "error"
+    assert result["error"].startswith("malformed assignment")
     assert executor.runs == []

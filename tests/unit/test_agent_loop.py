@@ -385,6 +385,22 @@ def test_poll_errors_back_off_and_never_stop_the_agent(
     assert running.thread.is_alive() and running.error is None
 
 
+def test_a_refused_poll_pauses_then_polls_again(
+    config: Config, start_agent: Callable[..., Running]
+) -> None:
+    api = FakeApi()
+    api.errors["assignments"] = [ApiError(400, "bad_request", "a bug of ours")] * 2
+    executor = FakeExecutor()
+    executor.release.set()
+    running = start_agent(config, api, executor)
+
+    api.assign(assignment("j1"))
+
+    wait_until(lambda: ("j1", 1) in api.results)
+    assert len(api.calls_of("register")) == 1  # a refusal is not a lost identity
+    assert running.thread.is_alive() and running.error is None
+
+
 def test_the_result_is_retried_until_delivered(
     config: Config, start_agent: Callable[..., Running]
 ) -> None:
