@@ -25,7 +25,12 @@ def cluster(
     cluster = Cluster(
         redis_url,
         tmp_path_factory.mktemp("cluster"),
-        {"JOBYARD_EXECUTOR": "docker", "JOBYARD_DEFAULT_IMAGE": docker_image},
+        {
+            "JOBYARD_EXECUTOR": "docker",
+            "JOBYARD_DEFAULT_IMAGE": docker_image,
+            # The session's Redis is shared: other modules' workers must not be seen here.
+            "JOBYARD_REDIS_PREFIX": "gpus:",
+        },
     )
     try:
         cluster.start_all(
