@@ -19,9 +19,7 @@ if TYPE_CHECKING:
     from shared.client import ApiClient
 
 RECONNECT_S = 30.0  # how long a follower waits for an API that went away (a restart)
-RECONNECT_PAUSE_S = 1.0
-# Answers worth reconnecting after: the API is up but its Redis is not (yet).
-TRANSIENT_STATUSES = frozenset({0, 502, 503, 504})
+RECONNECT_PAUSE_S = 1.0  # the first pause before reconnecting; later ones back off
 
 
 def print_chunks(chunks: list[Mapping[str, Any]]) -> None:
@@ -42,33 +40,54 @@ def print_available(client: "ApiClient", job_id: str, offset: int = 0) -> int:
 def follow_output(client: "ApiClient", job_id: str) -> dict[str, Any]:
     """Print output as it arrives until the job has ended and all of it is printed; returns
     the stream's end event ({id, state, reason, exit_code, error})."""
-    from shared.client import ApiError, stream_events
+    from shared.retry import GaveUp, retry
 
-    path = f"/api/v1/jobs/{job_id}/output/stream"
-    last_id: str | None = None
-    deadline: float | None = None
-    while True:
-        try:
-            for event in stream_events(client, path, last_event_id=last_id):
-                deadline = None  # connected: a later drop gets the whole wait again
-                if event.event == "end":
-                    end: dict[str, Any] = json.loads(event.data)
-                    return end
-                print_chunks([json.loads(event.data)])
-                last_id = event.last_id
-        except ApiError as exc:
-            if exc.status not in TRANSIENT_STATUSES:
-                raise
-            failure = exc
-        else:
-            failure = ApiError(0, "ended_early", f"the output stream of job {job_id} ended early")
-        # Dropped, refused for now, or ended early (an API restarting): resume after the
-        # last chunk printed, for a while.
+    follower = _Follower(client, job_id)
+    try:
+        return retry(follower.read_to_end, follower.pause, backoff=follower.backoff)
+    except GaveUp as exc:
+        raise exc.error from None
+
+
+class _Follower:
+    """One job's output stream, read to its end across reconnections: each resumes after
+    the last chunk printed. The API may drop the stream, refuse it for now (its Redis is
+    away) or end it early (it restarts); that is retried for RECONNECT_S from the last
+    event received, a final answer (no such job) ends the follow at once."""
+
+    def __init__(self, client: "ApiClient", job_id: str) -> None:
+        from shared.retry import Backoff
+
+        self.client = client
+        self.job_id = job_id
+        self.backoff = Backoff(first_s=RECONNECT_PAUSE_S)
+        self._last_id: str | None = None
+        self._deadline: float | None = None
+
+    def read_to_end(self) -> dict[str, Any]:
+        from shared.client import ApiError, stream_events
+
+        path = f"/api/v1/jobs/{self.job_id}/output/stream"
+        for event in stream_events(self.client, path, last_event_id=self._last_id):
+            # Connected: a later drop gets the whole wait again.
+            self._deadline = None
+            self.backoff.reset()
+            if event.event == "end":
+                end: dict[str, Any] = json.loads(event.data)
+                return end
+            print_chunks([json.loads(event.data)])
+            self._last_id = event.last_id
+        # Status 0, as an unreachable API: worth reconnecting after.
+        raise ApiError(0, "ended_early", f"the output stream of job {self.job_id} ended early")
+
+    def pause(self, delay: float) -> bool:
+        """retry()'s wait: sleep before reconnecting; True once RECONNECT_S have passed."""
         now = time.monotonic()
-        deadline = deadline or now + RECONNECT_S
-        if now > deadline:
-            raise failure
-        time.sleep(RECONNECT_PAUSE_S)
+        self._deadline = self._deadline or now + RECONNECT_S
+        if now > self._deadline:
+            return True
+        time.sleep(delay)
+        return False
 
 
 def exit_status(job: Mapping[str, Any]) -> int:

@@ -2,6 +2,7 @@
 
 Every non-2xx answer becomes an ApiError carrying the status and the error code from the
 JSON error body, so callers branch on `exc.status` (409 stale attempt, 410 lost, ...).
+`is_transient` is the one rule for which errors are worth retrying unchanged.
 """
 
 from collections.abc import Iterable, Iterator, Mapping
@@ -12,12 +13,21 @@ import requests
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: Any = None,
+        retry_after_s: float | None = None,
+    ) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
         self.message = message
         self.details = details
+        # How long the server asked us to wait before trying again (its Retry-After).
+        self.retry_after_s = retry_after_s
 
 
 class ApiUnreachable(ApiError):
@@ -25,6 +35,24 @@ class ApiUnreachable(ApiError):
 
     def __init__(self, message: str) -> None:
         super().__init__(0, "unreachable", message)
+
+
+# Unreachable (0), a request the server timed out (408), rate limited (429) and, below,
+# every 5xx (the server or a proxy in front of it failed): the same request may pass later.
+# Any other 4xx is an answer (bad input, not found, conflict, gone) no repeat can change.
+TRANSIENT_STATUSES = frozenset({0, 408, 429})
+# Answers to a worker about one of its attempts meaning it is not the worker's any more
+# (unknown, superseded, the worker lost): the job must die and its output is moot.
+STALE_ATTEMPT = frozenset({404, 409, 410})
+# Answers meaning the worker's identity is gone (token refused, declared lost): join anew.
+WORKER_LOST = frozenset({401, 410})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether the call that raised `exc` is worth retrying unchanged."""
+    if not isinstance(exc, ApiError):
+        return False
+    return exc.status in TRANSIENT_STATUSES or 500 <= exc.status <= 599
 
 
 class ApiClient:
@@ -62,21 +90,14 @@ class ApiClient:
             )
         except requests.RequestException as exc:
             raise ApiUnreachable(str(exc)) from exc
+        if not response.ok:
+            raise _error_of(response)
         if response.status_code == 204:
             return None
         try:
-            body = response.json()
+            return response.json()
         except ValueError:
-            body = None
-        if response.ok:
-            return body
-        error = (body or {}).get("error", {}) if isinstance(body, dict) else {}
-        raise ApiError(
-            response.status_code,
-            error.get("code", "http_error"),
-            error.get("message", response.text[:200]),
-            error.get("details"),
-        )
+            return None
 
     # Users
 
@@ -247,4 +268,13 @@ def _error_of(response: requests.Response) -> ApiError:
         error.get("code", "http_error"),
         error.get("message", response.text[:200]),
         error.get("details"),
+        _retry_after_s(response.headers.get("Retry-After")),
     )
+
+
+def _retry_after_s(header: str | None) -> float | None:
+    """Retry-After in seconds; the HTTP-date form is ignored (our API never sends it), and
+    then the caller's own backoff decides."""
+    if header is None or not header.strip().isdigit():
+        return None
+    return float(header.strip())

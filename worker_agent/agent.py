@@ -1,9 +1,9 @@
-"""The agent loop: register, heartbeat, long-poll for assignments, run each attempt in its
-own thread (start, execute with streamed output, report the result), drain on SIGTERM.
+"""The agent loop: register, heartbeat, long-poll for assignments, hand each attempt to a
+thread of its own (worker_agent/attempt.py runs it), drain on SIGTERM.
 
-It rides out an unreachable or failing control plane: every call is retried with backoff,
-output is buffered (on disk past a limit) and results are kept in the state directory until
-the API has answered, even across a restart of the agent."""
+It rides out an unreachable or failing control plane: every call is retried with backoff
+(shared/retry.py), output is buffered (on disk past a limit) and results are kept in the
+state directory until the API has answered, even across a restart of the agent."""
 
 import logging
 import signal
@@ -11,51 +11,30 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any
 
 from shared import clock
-from shared.client import ApiClient, ApiError
+from shared.client import WORKER_LOST, ApiClient, ApiError
 from shared.config import Config
-from worker_agent.backoff import Backoff
+from shared.retry import Backoff, GaveUp, retry
+from worker_agent.attempt import Attempt, AttemptRunner
 from worker_agent.executors import Executor, ExecutorUnavailable, make_executor
-from worker_agent.executors.base import ExecResult, JobRun, OutputSink, error_result
 from worker_agent.host import detect_capacity, host_metrics
 from worker_agent.logfmt import log_event
-from worker_agent.output import NOT_OURS, OutputStreamer, is_transient
-from worker_agent.results import PendingResult, ResultOutbox
-from worker_agent.spool import MIB, clear_spools
+from worker_agent.results import Outcome, ResultOutbox
+from worker_agent.spool import clear_spools
 from worker_agent.state import AgentState, StateDirInUse
 
 log = logging.getLogger(__name__)
 
 DRAIN_TIMEOUT_S = 60.0
 POLL_WAIT_S = 20.0
-BACKOFF_FIRST_S = 0.5
-BACKOFF_MAX_S = 5.0
 # Granularity of waits that must notice a stop request (set by a signal handler).
 STOP_POLL_S = 0.1
-# Answers meaning our worker identity is gone: register anew.
-IDENTITY_LOST = frozenset({401, 410})
 
 
 class RegistrationRefused(RuntimeError):
     """The API refused to register this worker (bad join token, invalid capacity)."""
-
-
-class Outcome(Enum):
-    DONE = "done"  # the API took it
-    REFUSED = "refused"  # the API answered no (409: the attempt is not ours any more)
-    ABANDONED = "abandoned"  # we stopped asking: the attempt went stale or the agent stops
-
-
-@dataclass
-class _Attempt:
-    job: Mapping[str, Any]
-    key: tuple[str, int]
-    cancel: threading.Event = field(default_factory=threading.Event)
-    stale: bool = False  # no longer this worker's: kill it and report nothing
 
 
 class Agent:
@@ -67,6 +46,7 @@ class Agent:
         *,
         drain_timeout_s: float = DRAIN_TIMEOUT_S,
         poll_wait_s: float = POLL_WAIT_S,
+        backoff: Callable[[], Backoff] = Backoff,
     ) -> None:
         self.config = config
         # One client whose token changes: the join token to register, then the worker's own.
@@ -77,9 +57,10 @@ class Agent:
         self.outbox = ResultOutbox(self.state.results_dir)
         self.drain_timeout_s = drain_timeout_s
         self.poll_wait_s = poll_wait_s
+        self.backoff = backoff
         self.worker_id = ""
         self.heartbeat_s = config.heartbeat_s
-        self._attempts: dict[tuple[str, int], _Attempt] = {}
+        self._attempts: dict[tuple[str, int], Attempt] = {}
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(config.max_parallel_jobs)
         self._register_lock = threading.Lock()
@@ -87,6 +68,15 @@ class Agent:
         self._stop_requested = False
         self._force_stop = False
         self._finished = threading.Event()
+        self.runner = AttemptRunner(
+            self.client,
+            self.executor,
+            config,
+            self.outbox,
+            self.state.spool_dir,
+            self._finished,
+            backoff,
+        )
 
     # Lifecycle
 
@@ -153,18 +143,17 @@ class Agent:
         """Remove what earlier ids left running, then join; False if stopped meanwhile."""
         self._remove_orphans()
         body = self._registration()
-        backoff = Backoff(BACKOFF_FIRST_S, BACKOFF_MAX_S)
-        while True:
-            try:
-                answer = self.client.register(body)
-                break
-            except ApiError as exc:
-                if not is_transient(exc):
-                    raise RegistrationRefused(f"the API refused to register: {exc}") from exc
-                delay = backoff.next()
-                self._log("register_failed", logging.WARNING, error=exc, retry_s=delay)
-            if self._wait_stop(delay):
-                return False
+        try:
+            answer = retry(
+                lambda: self.client.register(body),
+                self._wait_stop,
+                backoff=self.backoff(),
+                on_retry=self._retrying("register"),
+            )
+        except GaveUp:
+            return False
+        except ApiError as exc:
+            raise RegistrationRefused(f"the API refused to register: {exc}") from exc
         self._adopt(answer)
         return True
 
@@ -218,38 +207,42 @@ class Agent:
 
     def _heartbeat_loop(self) -> None:
         # It goes on while draining: a silent worker would be declared lost mid-drain.
-        backoff = Backoff(BACKOFF_FIRST_S, BACKOFF_MAX_S)
         while not self._finished.is_set():
-            if self._heartbeat_once():
-                backoff.reset()
-                delay = self.heartbeat_s
-            else:
+            self._heartbeat_once()
+            self._finished.wait(self.heartbeat_s)
+
+    def _heartbeat_once(self) -> None:
+        """One heartbeat, retried until it gets through, then what its answer asks."""
+        generation = self._generation
+        try:
+            answer = retry(
+                self._send_heartbeat,
                 # Sooner than the period: once the API is back, the first heartbeat should
                 # land before the control plane's worker timeout runs out.
-                delay = min(backoff.next(), self.heartbeat_s)
-            self._finished.wait(delay)
-
-    def _heartbeat_once(self) -> bool:
-        """One heartbeat and what its answer asks; False if it did not get through."""
-        generation = self._generation
-        running = [{"id": a.key[0], "attempt": a.key[1]} for a in self._snapshot() if not a.stale]
-        try:
-            answer = self.client.heartbeat(self.worker_id, host_metrics(), running)
+                lambda delay: self._finished.wait(min(delay, self.heartbeat_s)),
+                backoff=self.backoff(),
+                on_retry=self._retrying("heartbeat"),
+            )
+        except GaveUp:
+            return
         except ApiError as exc:
-            if exc.status in IDENTITY_LOST:
+            if exc.status in WORKER_LOST:
                 self._reregister(generation)
-                return True
-            self._log("heartbeat_failed", logging.WARNING, error=exc)
-            return False
+            else:
+                self._log("heartbeat_refused", logging.ERROR, status=exc.status, error=exc)
+            return
         except Exception as exc:
             self._log("heartbeat_failed", logging.ERROR, error=repr(exc))
-            return False
+            return
         answer = answer if isinstance(answer, dict) else {}
         for job_id in answer.get("cancel") or []:
             self._cancel_job(str(job_id), stale=False)
         for job_id in answer.get("stop") or []:
             self._cancel_job(str(job_id), stale=True)
-        return True
+
+    def _send_heartbeat(self) -> Any:
+        running = [{"id": a.key[0], "attempt": a.key[1]} for a in self._snapshot() if not a.stale]
+        return self.client.heartbeat(self.worker_id, host_metrics(), running)
 
     def _cancel_job(self, job_id: str, stale: bool) -> None:
         for attempt in self._snapshot():
@@ -269,33 +262,37 @@ class Agent:
             attempt.stale = attempt.stale or stale
             attempt.cancel.set()
 
-    def _snapshot(self) -> list[_Attempt]:
+    def _snapshot(self) -> list[Attempt]:
         with self._lock:
             return list(self._attempts.values())
 
     # Assignments
 
     def _poll_loop(self) -> None:
-        backoff = Backoff(BACKOFF_FIRST_S, BACKOFF_MAX_S)
         while not self._stop_requested:
             generation = self._generation
             try:
-                jobs = self.client.assignments(self.worker_id, wait_s=self.poll_wait_s)
+                jobs = retry(
+                    lambda: self.client.assignments(self.worker_id, wait_s=self.poll_wait_s),
+                    self._wait_stop,
+                    backoff=self.backoff(),
+                    on_retry=self._retrying("poll"),
+                )
+            except GaveUp:
+                return
             except ApiError as exc:
-                if exc.status in IDENTITY_LOST:
+                if exc.status in WORKER_LOST:
                     self._reregister(generation)
                     continue
-                delay = backoff.next()
-                self._log("poll_failed", logging.WARNING, error=exc, retry_s=delay)
+                self._log("poll_refused", logging.ERROR, status=exc.status, error=exc)
             except Exception as exc:
-                delay = backoff.next()
-                self._log("poll_failed", logging.ERROR, error=repr(exc), retry_s=delay)
+                self._log("poll_failed", logging.ERROR, error=repr(exc))
             else:
-                backoff.reset()
                 for job in jobs:
                     self._accept(job)
                 continue
-            if self._wait_stop(delay):
+            # Asked again at once, it would fail the same way: wait the longest backoff step.
+            if self._wait_stop(self.backoff().max_s):
                 return
 
     def _accept(self, job: Mapping[str, Any]) -> None:
@@ -317,135 +314,19 @@ class Agent:
         with self._lock:
             if key in self._attempts:
                 return  # a repeat of one we already have
-            attempt = self._attempts[key] = _Attempt(job, key)
+            attempt = self._attempts[key] = Attempt(job, key, self.worker_id)
         self._spawn(self._run_attempt, f"job-{key[0]}-{key[1]}", attempt)
 
-    # One attempt
-
-    def _run_attempt(self, attempt: _Attempt) -> None:
+    def _run_attempt(self, attempt: Attempt) -> None:
         try:
             with self._slots:
-                self._execute(attempt)
+                self.runner.run(attempt)
         except Exception as exc:
             job_id, number = attempt.key
             self._log("attempt_crashed", logging.ERROR, job=job_id, attempt=number, error=repr(exc))
         finally:
             with self._lock:
                 self._attempts.pop(attempt.key, None)
-
-    def _execute(self, attempt: _Attempt) -> None:
-        job_id, number = attempt.key
-        if not self._start(attempt):
-            return
-        streamer = OutputStreamer(
-            self.client,
-            job_id,
-            number,
-            attempt.cancel,
-            worker_id=self.worker_id,
-            spool_dir=self.state.spool_dir / f"{job_id.encode().hex()}.{number}",
-            max_spool_bytes=self.config.agent_spool_mb * MIB,
-        )
-        try:
-            result = self._run_executor(attempt, streamer.sink)
-            # Kept before anything is sent: from here on, a crash of the agent or an outage
-            # of the API cannot lose it.
-            pending = PendingResult(
-                job_id, number, self.worker_id, self.client.token, result.to_wire()
-            )
-            self._keep(pending)
-        finally:
-            # The output goes first: the API refuses output for an attempt that has ended.
-            complete = streamer.close()
-        if attempt.stale or streamer.stale:
-            self.outbox.remove(pending)
-            self._log(
-                "attempt_dropped",
-                logging.WARNING,
-                job=job_id,
-                attempt=number,
-                why="stale",
-                reason=result.reason,
-            )
-            return
-        if not complete:
-            self._log("output_incomplete", logging.WARNING, job=job_id, attempt=number)
-        self._report(attempt, pending)
-
-    def _keep(self, pending: PendingResult) -> None:
-        try:
-            self.outbox.put(pending)
-        except OSError as exc:
-            # Still delivered from memory; only a crash of the agent could lose it now.
-            self._log(
-                "result_not_kept",
-                logging.ERROR,
-                job=pending.job_id,
-                attempt=pending.attempt,
-                error=exc,
-            )
-
-    def _start(self, attempt: _Attempt) -> bool:
-        job_id, number = attempt.key
-        outcome = self._call_until_done(
-            "start",
-            lambda: self.client.start(job_id, number),
-            lambda delay: attempt.stale or self._finished.wait(delay) or attempt.stale,
-            job=job_id,
-            attempt=number,
-        )
-        if outcome is Outcome.DONE:
-            self._log(
-                "job_started",
-                job=job_id,
-                attempt=number,
-                image=attempt.job.get("image"),
-                executor=self.config.executor,
-            )
-        return outcome is Outcome.DONE
-
-    def _run_executor(self, attempt: _Attempt, sink: OutputSink) -> ExecResult:
-        started = clock.monotonic()
-        try:
-            run = job_run(attempt.job, self.worker_id, self.config)
-        except (KeyError, TypeError, ValueError) as exc:
-            return error_result(f"malformed assignment: {exc!r}", started)
-        try:
-            return self.executor.run(run, sink, attempt.cancel)
-        except Exception as exc:
-            return error_result(f"the {self.config.executor} executor failed: {exc!r}", started)
-
-    def _report(self, attempt: _Attempt, pending: PendingResult) -> None:
-        outcome = self._deliver_result(
-            pending, lambda delay: attempt.stale or self._finished.wait(delay) or attempt.stale
-        )
-        if outcome is Outcome.DONE:
-            body = pending.body
-            self._log(
-                "job_finished",
-                job=pending.job_id,
-                attempt=pending.attempt,
-                exit_code=body["exit_code"],
-                reason=body["reason"],
-                error=body["error"],
-                duration_s=body["metrics"].get("duration_s"),
-            )
-        elif attempt.stale:
-            self.outbox.remove(pending)  # the control plane took the attempt back
-
-    def _deliver_result(self, pending: PendingResult, give_up: Callable[[float], bool]) -> Outcome:
-        """Post the result until the API answers; its file goes once the API has taken or
-        refused it, and stays (for the next start) if we give up first."""
-        outcome = self._call_until_done(
-            "result",
-            lambda: self.client.result(pending.job_id, pending.attempt, pending.body),
-            give_up,
-            job=pending.job_id,
-            attempt=pending.attempt,
-        )
-        if outcome is not Outcome.ABANDONED:
-            self.outbox.remove(pending)
-        return outcome
 
     def _deliver_leftovers(self) -> bool:
         """Results an earlier run of this agent could not deliver, each sent with the token
@@ -454,7 +335,7 @@ class Agent:
         for pending in self.outbox.pending():
             self.client.token = pending.token
             try:
-                outcome = self._deliver_result(pending, self._wait_stop)
+                outcome = self.outbox.deliver(self.client, pending, self._wait_stop, self.backoff())
             finally:
                 self.client.token = self._join_token
             if outcome is Outcome.ABANDONED:
@@ -468,39 +349,15 @@ class Agent:
             )
         return True
 
-    def _call_until_done(
-        self,
-        what: str,
-        call: Callable[[], Any],
-        give_up: Callable[[float], bool],
-        **fields: Any,
-    ) -> Outcome:
-        """Call until the API answers, backing off while it is unreachable or failing.
-
-        `give_up(delay)` waits up to `delay` seconds before the next try and says whether to
-        stop trying (the attempt went stale, the agent stops)."""
-        backoff = Backoff(BACKOFF_FIRST_S, BACKOFF_MAX_S)
-        while True:
-            try:
-                call()
-                return Outcome.DONE
-            except ApiError as exc:
-                if not is_transient(exc):
-                    stale = exc.status in NOT_OURS
-                    self._log(
-                        f"{what}_refused",
-                        logging.WARNING if stale else logging.ERROR,
-                        status=exc.status,
-                        error=exc,
-                        **fields,
-                    )
-                    return Outcome.REFUSED
-                delay = backoff.next()
-                self._log(f"{what}_failed", logging.WARNING, error=exc, retry_s=delay, **fields)
-            if give_up(delay):
-                return Outcome.ABANDONED
-
     # Helpers
+
+    def _retrying(self, what: str) -> Callable[[ApiError, float], None]:
+        """retry()'s on_retry for a call of the loop: one warning per failed try."""
+
+        def failed(exc: ApiError, delay: float) -> None:
+            self._log(f"{what}_failed", logging.WARNING, error=exc, retry_s=delay)
+
+        return failed
 
     def _best_effort(self, call: Callable[[str], Any], what: str) -> None:
         try:
@@ -513,24 +370,6 @@ class Agent:
 
     def _log(self, event: str, level: int = logging.INFO, **fields: Any) -> None:
         log_event(log, event, level, worker=self.worker_id, **fields)
-
-
-def job_run(job: Mapping[str, Any], worker_id: str, config: Config) -> JobRun:
-    """The executor's view of an assignment from the API."""
-    resources = job.get("resources") or {}
-    timeout = job.get("timeout_s")
-    return JobRun(
-        job_id=str(job["id"]),
-        attempt=int(job["attempt"]),
-        worker_id=worker_id,
-        image=str(job.get("image") or config.default_image),
-        command=[str(arg) for arg in job["command"]],
-        env={str(key): str(value) for key, value in (job.get("env") or {}).items()},
-        cpu=float(resources.get("cpu", 0.5)),
-        memory_mb=int(resources.get("memory_mb", 256)),
-        timeout_s=None if timeout is None else float(timeout),
-        network=bool(job.get("network", False)),
-    )
 
 
 def run_agent(config: Config) -> None:

@@ -7,14 +7,14 @@ import codecs
 import logging
 import threading
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from shared import clock
-from shared.client import ApiClient, ApiError
-from worker_agent.backoff import Backoff
+from shared.client import STALE_ATTEMPT, ApiClient, ApiError
+from shared.retry import Backoff, GaveUp, retry
 from worker_agent.logfmt import log_event
 from worker_agent.spool import Spool
 
@@ -27,10 +27,6 @@ MAX_PENDING_BYTES = 1024 * KIB
 # With no output to carry the question, ask this often whether the job was cancelled: the
 # heartbeat alone (every 10 s by default) could not keep the promise of a stop within 2 s.
 CANCEL_POLL_S = 1.0
-RETRY_FIRST_S = 0.2
-RETRY_MAX_S = 5.0
-# Answers meaning the attempt is no longer this worker's: the job must die, output is moot.
-NOT_OURS = frozenset({404, 409, 410})
 
 
 @dataclass(frozen=True)
@@ -39,11 +35,6 @@ class _Piece:
     data: bytes
     at: float  # epoch time the executor read it
     queued: float  # monotonic time it entered the buffer (-inf: overdue, from the spool)
-
-
-def is_transient(exc: ApiError) -> bool:
-    """Worth retrying unchanged: unreachable, overloaded or a server-side failure."""
-    return exc.status == 0 or exc.status == 429 or exc.status >= 500
 
 
 class OutputStreamer:
@@ -68,8 +59,7 @@ class OutputStreamer:
         flush_bytes: int = FLUSH_BYTES,
         max_pending_bytes: int = MAX_PENDING_BYTES,
         cancel_poll_s: float | None = CANCEL_POLL_S,
-        retry_first_s: float = RETRY_FIRST_S,
-        retry_max_s: float = RETRY_MAX_S,
+        backoff: Callable[[], Backoff] = Backoff,
         spool_dir: Path | None = None,
         max_spool_bytes: int = 0,
     ) -> None:
@@ -82,8 +72,7 @@ class OutputStreamer:
         self.flush_bytes = flush_bytes
         self.max_pending_bytes = max(max_pending_bytes, flush_bytes)
         self.cancel_poll_s = cancel_poll_s
-        self.retry_first_s = retry_first_s
-        self.retry_max_s = retry_max_s
+        self.backoff = backoff
         self.stale = False  # the API said this attempt is not current any more
         self.dropped = False  # some output could not be delivered
         self._cond = threading.Condition()
@@ -188,7 +177,7 @@ class OutputStreamer:
     def _send_loop(self) -> None:
         while (pieces := self._next_batch()) is not None:
             if not pieces:
-                self._deliver([], retry=False)  # only asks whether to cancel
+                self._deliver([], retry_failed=False)  # only asks whether to cancel
             elif chunks := self._chunks(pieces):
                 self._deliver(chunks)
         if not self._abandoned and (tail := self._tail()):
@@ -273,36 +262,41 @@ class OutputStreamer:
         self._seq += 1
         return {"seq": self._seq, "stream": stream, "at": at, "data": text}
 
-    def _deliver(self, chunks: list[Mapping[str, Any]], retry: bool = True) -> None:
-        """Post one batch until the API takes it; the same seqs on every try."""
-        backoff = Backoff(self.retry_first_s, self.retry_max_s)
+    def _deliver(self, chunks: list[Mapping[str, Any]], retry_failed: bool = True) -> None:
+        """Post one batch until the API takes it; the same seqs on every try. A cancel poll
+        (no chunks, retry_failed=False) is not repeated: the next poll comes soon anyway."""
         failures = 0
-        while True:
+
+        def post() -> Any:
             self._last_post = clock.monotonic()
-            try:
-                answer = self.client.post_output(self.job_id, self.attempt, chunks)
-            except ApiError as exc:
-                if not is_transient(exc):
-                    self._refused(exc, bool(chunks))
-                    return
-                if not retry:
-                    return
-                failures += 1
-                if failures == 1:
-                    self._log("output_retrying", logging.WARNING, error=exc)
-                if self._give_up.wait(backoff.next()):
-                    self.dropped = True
-                    return
-                continue
-            if failures:
-                self._log("output_delivered", failures=failures)
-            if isinstance(answer, dict) and answer.get("cancel"):
-                self._log("cancel_requested", via="output")
-                self.cancel.set()
+            return self.client.post_output(self.job_id, self.attempt, chunks)
+
+        def failed(exc: ApiError, delay: float) -> None:
+            nonlocal failures
+            failures += 1
+            if failures == 1 and retry_failed:
+                self._log("output_retrying", logging.WARNING, error=exc)
+
+        try:
+            answer = retry(post, self._wait(retry_failed), backoff=self.backoff(), on_retry=failed)
+        except GaveUp:
+            self.dropped = self.dropped or retry_failed
             return
+        except ApiError as exc:
+            self._refused(exc, bool(chunks))
+            return
+        if failures:
+            self._log("output_delivered", failures=failures)
+        if isinstance(answer, dict) and answer.get("cancel"):
+            self._log("cancel_requested", via="output")
+            self.cancel.set()
+
+    def _wait(self, retry_failed: bool) -> Callable[[float], bool]:
+        """retry()'s wait: give up at once for a poll, else once close() gave up."""
+        return lambda delay: not retry_failed or self._give_up.wait(delay)
 
     def _refused(self, exc: ApiError, had_chunks: bool) -> None:
-        if exc.status in NOT_OURS:
+        if exc.status in STALE_ATTEMPT:
             self._log("attempt_stale", logging.WARNING, status=exc.status, via="output")
             self.stale = True
             self.cancel.set()

@@ -6,13 +6,23 @@ import contextlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from shared.client import STALE_ATTEMPT, ApiClient, ApiError
+from shared.retry import Backoff, GaveUp, retry
 from worker_agent.logfmt import log_event
 
 log = logging.getLogger(__name__)
+
+
+class Outcome(Enum):
+    DONE = "done"  # the API took it
+    REFUSED = "refused"  # the API answered no (409: the attempt is not ours any more)
+    ABANDONED = "abandoned"  # we stopped asking: the attempt went stale or the agent stops
 
 
 @dataclass(frozen=True)
@@ -64,3 +74,34 @@ class ResultOutbox:
                 log_event(log, "result_file_unreadable", logging.ERROR, path=path, error=exc)
                 path.unlink(missing_ok=True)
         return kept
+
+    def deliver(
+        self,
+        client: ApiClient,
+        result: PendingResult,
+        wait: Callable[[float], bool],
+        backoff: Backoff,
+    ) -> Outcome:
+        """Post the result until the API answers (`wait` as for retry()); its file goes once
+        the API has taken or refused it, and stays (for the next start) if we give up first."""
+        fields = {"job": result.job_id, "attempt": result.attempt, "worker": result.worker_id}
+
+        def failed(exc: ApiError, delay: float) -> None:
+            log_event(log, "result_failed", logging.WARNING, error=exc, retry_s=delay, **fields)
+
+        try:
+            retry(
+                lambda: client.result(result.job_id, result.attempt, result.body),
+                wait,
+                backoff=backoff,
+                on_retry=failed,
+            )
+        except GaveUp:
+            return Outcome.ABANDONED
+        except ApiError as exc:
+            level = logging.WARNING if exc.status in STALE_ATTEMPT else logging.ERROR
+            log_event(log, "result_refused", level, status=exc.status, error=exc, **fields)
+            self.remove(result)
+            return Outcome.REFUSED
+        self.remove(result)
+        return Outcome.DONE

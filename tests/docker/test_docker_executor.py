@@ -1,5 +1,6 @@
 """DockerExecutor against the real daemon: streams, exit codes, OOM, missing image, timeout,
-cancel, the limits a container really gets, and orphan removal by worker label."""
+cancel, the limits and GPU requests a container really gets, and orphan removal by worker
+label."""
 
 import threading
 import time
@@ -261,6 +262,7 @@ def test_limits_labels_and_isolation_are_applied(
     assert host["CapDrop"] == ["ALL"]
     assert "no-new-privileges" in host["SecurityOpt"]
     assert host["NetworkMode"] == "none"
+    assert not host["DeviceRequests"]  # a job without GPUs asks the daemon for none
     assert container.attrs["Config"]["User"] == "65534:65534"
     assert sink.text("stdout") == "65534\n"
     assert results[0].reason == "cancelled"
@@ -329,3 +331,41 @@ def test_remove_orphans_removes_only_containers_of_the_given_workers(
             all=True, filters={"label": f"jobyard.test={workers[0]}"}
         ):
             container.remove(force=True)
+
+
+class KeepingExecutor(DockerExecutor):
+    """Leaves each container behind after its run, so that a test can inspect what it was
+    created with; the worker_id fixture removes it."""
+
+    def _remove(self, container: Container) -> int:
+        return 0
+
+
+def test_gpus_the_daemon_cannot_give_fail_the_job_with_its_message(
+    docker_client: docker.DockerClient,
+    worker_id: str,
+    containers_of: Callable[[str], list[Container]],
+) -> None:
+    if "nvidia" in (docker_client.info().get("Runtimes") or {}):
+        pytest.skip("this daemon can hand out GPUs; the failure path needs one that cannot")
+    executor = KeepingExecutor(Config.from_env({}), client=docker_client)
+    job = make_job(worker_id, ["echo", "ran without its GPUs"], gpus=("0", "2"))
+    sink = Captured()
+
+    result = executor.run(job, sink, threading.Event())
+
+    assert (result.exit_code, result.reason) == (None, "error")
+    assert result.error is not None
+    assert "could not select device driver" in result.error
+    assert sink.text("stdout") == ""
+    (container,) = containers_of(worker_id)
+    assert container.status == "created"  # never started
+    assert container.attrs["HostConfig"]["DeviceRequests"] == [
+        {
+            "Driver": "",
+            "Count": 0,
+            "DeviceIDs": ["0", "2"],
+            "Capabilities": [["gpu"]],
+            "Options": {},
+        }
+    ]

@@ -13,8 +13,9 @@ import pytest
 from shared.client import ApiError, ApiUnreachable
 from shared.config import Config
 from tests.helpers import wait_until
-from worker_agent import agent as agent_module
-from worker_agent.agent import Agent, RegistrationRefused, job_run
+from tests.unit.test_agent_output import fast_backoff
+from worker_agent.agent import Agent, RegistrationRefused
+from worker_agent.attempt import job_run
 from worker_agent.executors.base import ExecResult, JobRun, OutputSink
 from worker_agent.host import detect_capacity, host_metrics
 from worker_agent.state import AgentState, StateDirInUse
@@ -155,12 +156,6 @@ class FakeExecutor:
         return 0
 
 
-@pytest.fixture(autouse=True)
-def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(agent_module, "BACKOFF_FIRST_S", 0.01)
-    monkeypatch.setattr(agent_module, "BACKOFF_MAX_S", 0.05)
-
-
 @pytest.fixture
 def config(tmp_path: Path) -> Config:
     return Config.from_env(
@@ -203,6 +198,7 @@ def start_agent() -> Iterator[Callable[..., Running]]:
 
     def start(config: Config, api: FakeApi, executor: Any = None, **options: Any) -> Running:
         options.setdefault("poll_wait_s", 0.05)
+        options.setdefault("backoff", fast_backoff)
         agent = Agent(config, api, executor or FakeExecutor(), **options)  # type: ignore[arg-type]
         started.append(Running(agent))
         return started[-1]
@@ -386,6 +382,22 @@ def test_poll_errors_back_off_and_never_stop_the_agent(
     api.assign(assignment("j1"))
 
     wait_until(lambda: ("j1", 1) in api.results)
+    assert running.thread.is_alive() and running.error is None
+
+
+def test_a_refused_poll_pauses_then_polls_again(
+    config: Config, start_agent: Callable[..., Running]
+) -> None:
+    api = FakeApi()
+    api.errors["assignments"] = [ApiError(400, "bad_request", "a bug of ours")] * 2
+    executor = FakeExecutor()
+    executor.release.set()
+    running = start_agent(config, api, executor)
+
+    api.assign(assignment("j1"))
+
+    wait_until(lambda: ("j1", 1) in api.results)
+    assert len(api.calls_of("register")) == 1  # a refusal is not a lost identity
     assert running.thread.is_alive() and running.error is None
 
 

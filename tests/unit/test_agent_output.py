@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from shared.client import ApiError, ApiUnreachable
+from shared.retry import Backoff
 from tests.helpers import wait_until
 from worker_agent.output import OutputStreamer
 
@@ -46,12 +47,16 @@ class FakeApi:
         return "".join(c["data"] for c in self.chunks() if c["stream"] == stream)
 
 
+def fast_backoff() -> Backoff:
+    """The agent's backoff at test speed."""
+    return Backoff(0.01, 0.05)
+
+
 def streamer_for(
     api: FakeApi, cancel: threading.Event | None = None, **options: Any
 ) -> OutputStreamer:
-    options.setdefault("retry_first_s", 0.01)
+    options.setdefault("backoff", fast_backoff)
     options.setdefault("cancel_poll_s", None)  # tested on its own below
-    options.setdefault("retry_max_s", 0.05)
     return OutputStreamer(api, "job-1", 1, cancel or threading.Event(), **options)  # type: ignore[arg-type]
 
 

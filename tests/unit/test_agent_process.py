@@ -1,5 +1,6 @@
 """ProcessExecutor: exit codes, separate streams, environment and working directory, timeout,
-cancel (SIGTERM then SIGKILL), bad commands, leftovers, and orphans of a crashed agent."""
+cancel (SIGTERM then SIGKILL), bad commands, leftovers, orphans of a crashed agent, and the
+GPUs a job may see."""
 
 import json
 import os
@@ -214,3 +215,25 @@ def test_the_agents_own_environment_is_not_passed_on(
 
     assert "SECRET_OF_THE_AGENT" not in sink.text("stdout")
     assert os.environ["SECRET_OF_THE_AGENT"] == "x"
+
+
+VISIBLE = 'echo "${CUDA_VISIBLE_DEVICES-unset}|${NVIDIA_VISIBLE_DEVICES-unset}"'
+
+
+def test_a_gpu_job_sees_only_its_own_devices_whatever_its_env_says(
+    executor: ProcessExecutor,
+) -> None:
+    sink = Captured()
+    job = make_job(["sh", "-c", VISIBLE], gpus=("1", "3"), env={"CUDA_VISIBLE_DEVICES": "0,1,2,3"})
+
+    executor.run(job, sink, threading.Event())
+
+    assert sink.text("stdout") == "1,3|1,3\n"
+
+
+def test_a_job_without_gpus_sees_none_rather_than_all(executor: ProcessExecutor) -> None:
+    sink = Captured()
+
+    executor.run(make_job(["sh", "-c", VISIBLE]), sink, threading.Event())
+
+    assert sink.text("stdout") == "|\n"  # set, and empty: CUDA then shows no device at all

@@ -20,7 +20,6 @@ from tests.unit.test_agent_loop import (  # noqa: F401 - fixtures
     Running,
     assignment,
     config,
-    fast_backoff,
     start_agent,
 )
 from worker_agent.results import PendingResult, ResultOutbox

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from shared.client import ApiUnreachable
+from shared.retry import Backoff
 from tests.helpers import wait_until
 from tests.unit.test_agent_output import FakeApi, streamer_for
 from worker_agent.spool import Spool, clear_spools
@@ -217,7 +218,7 @@ def test_memory_stays_bounded_while_a_long_outage_fills_the_spool(tmp_path: Path
     streamer = streamer_for(
         api,
         flush_interval_s=0.01,
-        retry_first_s=0.05,
+        backoff=lambda: Backoff(0.05, 0.05),
         spool_dir=tmp_path / "spool",
         max_spool_bytes=64 * 1024 * KIB,
     )

@@ -35,6 +35,8 @@ class JobRun:
     memory_mb: int = 256
     timeout_s: float | None = None
     network: bool = False
+    # The GPUs the agent gave this attempt, by index; none for a job that asks for none.
+    gpus: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
-"""Docker executor: one locked-down container per attempt, its output streamed as it runs,
-its end (exit code, OOM kill, timeout, cancel) turned into a result, then removed."""
+"""Docker executor: one locked-down container per attempt, with the GPUs the agent gave it
+as device requests, its output streamed as it runs, its end (exit code, OOM kill, timeout,
+cancel) turned into a result, then removed."""
 
 import contextlib
 import logging
@@ -10,6 +11,7 @@ from typing import Any
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
+from docker.types import DeviceRequest
 
 from shared import clock
 from shared.config import Config
@@ -98,6 +100,7 @@ class DockerExecutor:
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
             network_mode="bridge" if networked else "none",
+            device_requests=device_requests(job.gpus),
             user=self.config.container_user or None,
             detach=True,
             tty=False,
@@ -238,6 +241,15 @@ class _StatsSampler:
         cpu_ns = ((stats.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage")
         if cpu_ns:
             self.cpu_s = max(self.cpu_s or 0.0, cpu_ns / 1e9)
+
+
+def device_requests(gpus: tuple[str, ...]) -> list[DeviceRequest] | None:
+    """These GPUs and no others, as `docker run --gpus '"device=0,1"'` asks for them: no
+    driver named, so the daemon picks the one that offers the "gpu" capability (NVIDIA's)
+    and refuses to start the container when none does."""
+    if not gpus:
+        return None
+    return [DeviceRequest(device_ids=list(gpus), capabilities=[["gpu"]])]
 
 
 def attach_output(container: Container) -> Iterator[tuple[bytes | None, bytes | None]]:

@@ -3,7 +3,8 @@ rlimits and a fresh working directory per attempt; for hosts without Docker.
 
 It isolates far less than a container: no filesystem, network or PID isolation, and memory
 is capped as address space (RLIMIT_AS), which is stricter than the resident memory Docker
-counts. Jobs run as the agent's user.
+counts. Jobs run as the agent's user. Its GPUs are named in CUDA_VISIBLE_DEVICES and
+NVIDIA_VISIBLE_DEVICES, which CUDA honours but nothing enforces.
 """
 
 import contextlib
@@ -114,7 +115,8 @@ class ProcessExecutor:
         return ExecResult(reaper.exit_code, stop_reason, None, usage)
 
     def _spawn(self, job: JobRun, workdir: Path) -> "subprocess.Popen[bytes]":
-        env = {"PATH": BASE_PATH, "HOME": str(workdir), **job.env}
+        # The job's GPUs last, so its own env cannot widen them.
+        env = {"PATH": BASE_PATH, "HOME": str(workdir), **job.env, **gpu_env(job.gpus)}
         return subprocess.Popen(
             job.command,
             cwd=workdir,
@@ -203,6 +205,13 @@ class _Reaper:
         proc.returncode = self.exit_code  # reaped here, so Popen must not wait for it again
         self.cpu_s = usage.ru_utime + usage.ru_stime
         self.peak_memory_mb = usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
+
+
+def gpu_env(gpus: tuple[str, ...]) -> dict[str, str]:
+    """The variables through which CUDA and NVIDIA's container tools see only these GPUs.
+    Empty for a job without GPUs: that hides every device (unset would show them all)."""
+    visible = ",".join(gpus)
+    return {"CUDA_VISIBLE_DEVICES": visible, "NVIDIA_VISIBLE_DEVICES": visible}
 
 
 def _rlimits(job: JobRun) -> Callable[[], None]:
