@@ -1,11 +1,10 @@
 """The Flask app factory: `create_app(config)` builds the whole API with its own store."""
 
 from flask import Flask, request
-from flask_smorest import Api
 from werkzeug.exceptions import BadRequest
 
 from api import attempts, jobs, ops, streams, workers
-from api.errors import register_error_handlers
+from api.errors import JobyardApi, register_error_handlers
 from api.extensions import Services
 from api.token_cache import TokenCache
 from shared.config import Config
@@ -29,7 +28,7 @@ def create_app(config: Config | None = None, store: Store | None = None) -> Flas
     if store is None:
         store = Store(connect(config.redis_url), config.redis_prefix)
     app.extensions["jobyard"] = Services(config, store, TokenCache(store.tokens.lookup_hash))
-    api = Api(app)
+    api = JobyardApi(app)
     for blueprint in (jobs.blp, attempts.blp, workers.blp, ops.blp, streams.blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(ops.probes)

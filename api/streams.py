@@ -24,7 +24,7 @@ from marshmallow import Schema, ValidationError
 from marshmallow.validate import Validator
 
 from api.auth import Principal, current, require
-from api.errors import Invalid, JobNotFound
+from api.errors import Invalid, JobNotFound, documents_errors
 from api.extensions import services
 from shared.schemas.jobs import OutputChunkSchema
 from shared.schemas.streams import (
@@ -74,6 +74,7 @@ Gone = Callable[[], bool]
 @blp.route("/jobs/<string:job_id>/output/stream")
 class JobOutputStream(MethodView):
     @require("admin", "user")
+    @documents_errors(blp, 401, 403, 404, 503)
     @blp.arguments(OutputStreamArgsSchema(), location="query")
     @blp.doc(**EVENT_STREAM_DOC)
     def get(self, args: dict[str, Any], job_id: str) -> Response:
@@ -94,6 +95,7 @@ class JobOutputStream(MethodView):
 @blp.route("/events/stream")
 class ChangeFeed(MethodView):
     @require("admin", "user")
+    @documents_errors(blp, 401, 403, 503)
     @blp.arguments(FeedStreamArgsSchema(), location="query")
     @blp.doc(**EVENT_STREAM_DOC)
     def get(self, args: dict[str, Any]) -> Response:
