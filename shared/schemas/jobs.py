@@ -133,8 +133,13 @@ class EventListSchema(Schema):
     events = fields.List(fields.Nested(EventSchema))
 
 
+# Chunk offsets number Redis stream entries ("N-0"), so one past the largest asked for must
+# still be a stream id; 18 digits, as the output stream's Last-Event-ID allows.
+MAX_OUTPUT_OFFSET = 10**18 - 1
+
+
 class OutputArgsSchema(Schema):
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OUTPUT_OFFSET))
     limit = fields.Integer(load_default=1000, validate=validate.Range(min=1, max=5000))
 
 

@@ -91,7 +91,7 @@ class ResultSchema(Schema):
     reason = fields.String(
         load_default=None,
         allow_none=True,
-        validate=validate.OneOf([r.value for r in AGENT_REASONS]),
+        validate=validate.OneOf(sorted(r.value for r in AGENT_REASONS)),
     )
     error = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=8192))
     metrics = fields.Dict(load_default=dict, validate=validate.Length(max=32))

@@ -80,9 +80,7 @@ def register(client: FlaskClient, cpu: float = 2, memory_mb: int = 1024) -> dict
 
 
 def _bad_json(client: FlaskClient, store: Store) -> tuple[str, str, TestResponse]:
-    response = client.post(
-        "/api/v1/jobs", data="{", content_type="application/json", headers=ADMIN
-    )
+    response = client.post("/api/v1/jobs", data="{", content_type="application/json", headers=ADMIN)
     return "/api/v1/jobs", "POST", response
 
 
