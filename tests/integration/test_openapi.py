@@ -128,6 +128,12 @@ def _over_the_job_limit(client: FlaskClient, store: Store) -> tuple[str, str, Te
     return "/api/v1/jobs", "POST", client.post("/api/v1/jobs", json=body, headers=ADMIN)
 
 
+def _offset_past_stream_ids(client: FlaskClient, store: Store) -> tuple[str, str, TestResponse]:
+    # Found by schemathesis: Redis refused the stream id, and the API answered 500.
+    url = f"/api/v1/jobs/{submit(client)['id']}/output?offset={10**30}"
+    return "/api/v1/jobs/{job_id}/output", "GET", client.get(url, headers=ADMIN)
+
+
 TRIGGERS: dict[str, tuple[int, Callable[[FlaskClient, Store], tuple[str, str, TestResponse]]]] = {
     "malformed JSON": (400, _bad_json),
     "no token": (401, _no_token),
@@ -138,6 +144,7 @@ TRIGGERS: dict[str, tuple[int, Callable[[FlaskClient, Store], tuple[str, str, Te
     "heartbeat of a lost worker": (410, _worker_lost),
     "invalid values": (422, _invalid_values),
     "over JOBYARD_MAX_JOB_CPU": (422, _over_the_job_limit),
+    "output offset past any stream id": (422, _offset_past_stream_ids),
 }
 
 
