@@ -4,7 +4,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from shared.schemas.fields import ResourceAmountsSchema, Timestamp, label_map
+from shared.schemas.fields import EPOCH_S, ResourceAmountsSchema, Timestamp, label_map
 from shared.schemas.jobs import ResourcesSchema
 from shared.states import AGENT_REASONS
 
@@ -72,7 +72,7 @@ class AssignmentListSchema(Schema):
 class ChunkSchema(Schema):
     seq = fields.Integer(required=True, validate=validate.Range(min=1))
     stream = fields.String(required=True, validate=validate.OneOf(["stdout", "stderr"]))
-    at = fields.Float(required=True)
+    at = fields.Float(required=True, validate=EPOCH_S)
     data = fields.String(required=True, validate=validate.Length(max=256 * 1024))
 
 

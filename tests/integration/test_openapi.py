@@ -20,6 +20,7 @@ from shared.config import Config
 from shared.resources import DEFAULT_JOB_RESOURCES
 from shared.store import Store
 from tests.helpers import free_port
+from tests.store_support import commit
 
 pytestmark = pytest.mark.redis
 
@@ -134,6 +135,29 @@ def _offset_past_stream_ids(client: FlaskClient, store: Store) -> tuple[str, str
     return "/api/v1/jobs/{job_id}/output", "GET", client.get(url, headers=ADMIN)
 
 
+def _lone_surrogate(client: FlaskClient, store: Store) -> tuple[str, str, TestResponse]:
+    # Found by schemathesis: Redis's Lua JSON refused the string, and the API answered 500.
+    body = '{"command": ["echo", "half a pair: \\ud83d"]}'
+    response = client.post(
+        "/api/v1/jobs", data=body, content_type="application/json", headers=ADMIN
+    )
+    return "/api/v1/jobs", "POST", response
+
+
+def _chunk_after_year_9999(client: FlaskClient, store: Store) -> tuple[str, str, TestResponse]:
+    # Found by schemathesis: stored, it made every read of the job's output a 500.
+    job_id = submit(client)["id"]
+    answer = register(client)
+    assert commit(store, [(job_id, answer["worker_id"])]) == [1]
+    chunk = {"seq": 1, "stream": "stdout", "at": 1e300, "data": "x"}
+    response = client.post(
+        f"/api/v1/jobs/{job_id}/attempts/1/output",
+        json={"chunks": [chunk]},
+        headers={"Authorization": f"Bearer {answer['token']}"},
+    )
+    return "/api/v1/jobs/{job_id}/attempts/{attempt}/output", "POST", response
+
+
 TRIGGERS: dict[str, tuple[int, Callable[[FlaskClient, Store], tuple[str, str, TestResponse]]]] = {
     "malformed JSON": (400, _bad_json),
     "no token": (401, _no_token),
@@ -145,6 +169,8 @@ TRIGGERS: dict[str, tuple[int, Callable[[FlaskClient, Store], tuple[str, str, Te
     "invalid values": (422, _invalid_values),
     "over JOBYARD_MAX_JOB_CPU": (422, _over_the_job_limit),
     "output offset past any stream id": (422, _offset_past_stream_ids),
+    "a lone UTF-16 surrogate in a string": (400, _lone_surrogate),
+    "an output chunk read after the year 9999": (422, _chunk_after_year_9999),
 }
 
 
