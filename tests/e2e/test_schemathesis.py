@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from tests.e2e.cluster import ADMIN_TOKEN, JOIN_TOKEN, Cluster
 from tests.helpers import wait_until
@@ -36,13 +37,19 @@ CHECKS = ",".join(
 MAX_EXAMPLES = 20
 REQUEST_TIMEOUT_S = 10
 RUN_TIMEOUT_S = 300
-# Nothing may go stale or be declared lost while schemathesis holds the job and the worker.
-QUIET = {"JOBYARD_WORKER_TIMEOUT_S": "3600", "JOBYARD_ASSIGN_TIMEOUT_S": "3600"}
+PREFIX = "schemathesis:"
+ENV = {
+    # Its own keys: the many workers it registers must never join another test's pool.
+    "JOBYARD_REDIS_PREFIX": PREFIX,
+    # Nothing may go stale or be declared lost while schemathesis holds the job and worker.
+    "JOBYARD_WORKER_TIMEOUT_S": "3600",
+    "JOBYARD_ASSIGN_TIMEOUT_S": "3600",
+}
 
 
 @pytest.fixture(scope="module")
 def api(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    cluster = Cluster(redis_url, tmp_path_factory.mktemp("schemathesis"), QUIET)
+    cluster = Cluster(redis_url, tmp_path_factory.mktemp("schemathesis"), ENV)
     try:
         cluster.start("api", "api")
         cluster.start("scheduler", "scheduler")
@@ -50,6 +57,10 @@ def api(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cl
         yield cluster
     finally:
         cluster.stop()
+        client = redis.Redis.from_url(redis_url)
+        for key in client.scan_iter(f"{PREFIX}*"):
+            client.delete(key)
+        client.close()
 
 
 def register(cluster: Cluster, hostname: str, cpu: float, memory_mb: int) -> dict[str, Any]:
