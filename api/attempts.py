@@ -7,6 +7,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from api.auth import current, require
+from api.errors import documents_errors
 from api.extensions import services
 from shared.schemas.workers import (
     OutputAnswerSchema,
@@ -33,6 +34,7 @@ def _worker_id() -> str:
 @blp.route("/start")
 class Start(MethodView):
     @require("worker")
+    @documents_errors(blp, 401, 403, 404, 409, 503)
     @blp.response(200, TransitionSchema)
     def post(self, job_id: str, attempt: int) -> Any:
         """ASSIGNED -> RUNNING; repeating it changes nothing."""
@@ -42,6 +44,7 @@ class Start(MethodView):
 @blp.route("/output")
 class Output(MethodView):
     @require("worker")
+    @documents_errors(blp, 400, 401, 403, 404, 409, 413, 503)
     @blp.arguments(OutputPostSchema())
     @blp.response(200, OutputAnswerSchema)
     def post(self, body: dict[str, Any], job_id: str, attempt: int) -> Any:
@@ -55,6 +58,7 @@ class Output(MethodView):
 @blp.route("/result")
 class Result(MethodView):
     @require("worker")
+    @documents_errors(blp, 400, 401, 403, 404, 409, 413, 503)
     @blp.arguments(ResultSchema())
     @blp.response(200, TransitionSchema)
     def post(self, body: dict[str, Any], job_id: str, attempt: int) -> Any:

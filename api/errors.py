@@ -2,12 +2,16 @@
 never an HTML page, never a 500 for bad input, 503 when Redis cannot be reached."""
 
 import logging
-from typing import Any
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Any, TypeVar
 
 import redis
 from flask import Flask, Response, jsonify
+from flask_smorest import Api, Blueprint
 from werkzeug.exceptions import HTTPException
 
+from shared.schemas.errors import ErrorSchema
 from shared.store.errors import InvalidState, NotFound, StaleAttempt
 from shared.store.workers import WorkerLost
 
@@ -26,6 +30,28 @@ HTTP_CODES = {
     422: "invalid",
     503: "unavailable",
 }
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class JobyardApi(Api):
+    """flask-smorest's Api with our error shape: every error response of the OpenAPI
+    document (each status's response component and the default one) refers to it."""
+
+    ERROR_SCHEMA = ErrorSchema
+
+
+def documents_errors(blp: Blueprint, *statuses: int) -> Callable[[F], F]:
+    """Declares in the OpenAPI document the error statuses a view answers with, each one
+    the status's response component (so with ErrorSchema)."""
+
+    def decorate(view: F) -> F:
+        for status in statuses:
+            view = blp.alt_response(status, response=HTTPStatus(status).name)(view)
+        return view
+
+    return decorate
 
 
 class ApiError(Exception):

@@ -8,7 +8,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from api.auth import current, require
-from api.errors import Invalid, JobNotFound
+from api.errors import Invalid, JobNotFound, documents_errors
 from api.extensions import services
 from shared.resources import Resources, cpu_to_millicores
 from shared.schemas.jobs import (
@@ -68,6 +68,7 @@ def _idempotency_key() -> str | None:
 @blp.route("")
 class Jobs(MethodView):
     @require("admin", "user")
+    @documents_errors(blp, 400, 401, 403, 413, 503)
     @blp.arguments(JobSubmitSchema())
     @blp.response(201, JobSchema)
     def post(self, args: dict[str, Any]) -> Any:
@@ -86,6 +87,7 @@ class Jobs(MethodView):
         return job, 201 if created else 200
 
     @require("admin", "user")
+    @documents_errors(blp, 401, 403, 503)
     @blp.arguments(JobListArgsSchema(), location="query")
     @blp.response(200, JobListSchema)
     def get(self, args: dict[str, Any]) -> Any:
@@ -106,11 +108,13 @@ class Jobs(MethodView):
 @blp.route("/<string:job_id>")
 class Job(MethodView):
     @require("admin", "user")
+    @documents_errors(blp, 401, 403, 404, 503)
     @blp.response(200, JobSchema)
     def get(self, job_id: str) -> Any:
         return _visible_job(job_id)
 
     @require("admin", "user")
+    @documents_errors(blp, 401, 403, 404, 409, 503)
     @blp.response(204)
     def delete(self, job_id: str) -> None:
         """A finished job, with its output and history; other states 409."""
@@ -121,6 +125,7 @@ class Job(MethodView):
 @blp.route("/<string:job_id>/events")
 class JobEvents(MethodView):
     @require("admin", "user")
+    @documents_errors(blp, 401, 403, 404, 503)
     @blp.response(200, EventListSchema)
     def get(self, job_id: str) -> Any:
         """The job's transitions, oldest first."""
@@ -131,6 +136,7 @@ class JobEvents(MethodView):
 @blp.route("/<string:job_id>/cancel")
 class JobCancel(MethodView):
     @require("admin", "user")
+    @documents_errors(blp, 401, 403, 404, 409, 503)
     @blp.response(200, JobSchema)
     def post(self, job_id: str) -> Any:
         """QUEUED ends CANCELLED at once; ASSIGNED/RUNNING is stopped by its agent."""
@@ -142,6 +148,7 @@ class JobCancel(MethodView):
 @blp.route("/<string:job_id>/retry")
 class JobRetry(MethodView):
     @require("admin", "user")
+    @documents_errors(blp, 401, 403, 404, 409, 503)
     @blp.response(200, JobSchema)
     def post(self, job_id: str) -> Any:
         """FAILED or CANCELLED: queued again, as a new attempt; other states 409."""
@@ -153,6 +160,7 @@ class JobRetry(MethodView):
 @blp.route("/<string:job_id>/output")
 class JobOutput(MethodView):
     @require("admin", "user")
+    @documents_errors(blp, 401, 403, 404, 503)
     @blp.arguments(OutputArgsSchema(), location="query")
     @blp.response(200, OutputSchema)
     def get(self, args: dict[str, Any], job_id: str) -> Any:

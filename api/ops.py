@@ -8,7 +8,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from api.auth import require
-from api.errors import error_response
+from api.errors import documents_errors, error_response
 from api.extensions import services
 from shared.resources import Resources
 from shared.schemas.jobs import StatsSchema
@@ -58,6 +58,7 @@ def _res(wire: dict[str, Any]) -> Resources:
 @blp.route("")
 class Stats(MethodView):
     @require("admin", "user")
+    @documents_errors(blp, 401, 403, 503)
     @blp.response(200, StatsSchema)
     def get(self) -> Any:
         return cluster_stats()

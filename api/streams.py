@@ -24,7 +24,7 @@ from marshmallow import Schema, ValidationError
 from marshmallow.validate import Validator
 
 from api.auth import Principal, current, require
-from api.errors import Invalid, JobNotFound
+from api.errors import Invalid, JobNotFound, documents_errors
 from api.extensions import services
 from shared.feed import KINDS, NOT_CARRIED
 from shared.schemas.events import EVENT_SCHEMAS
@@ -113,6 +113,7 @@ Gone = Callable[[], bool]
 @blp.route("/jobs/<string:job_id>/output/stream")
 class JobOutputStream(MethodView):
     @require("admin", "user")
+    @documents_errors(blp, 401, 403, 404, 503)
     @blp.arguments(OutputStreamArgsSchema(), location="query")
     @blp.doc(**EVENT_STREAM_DOC)
     def get(self, args: dict[str, Any], job_id: str) -> Response:
@@ -133,6 +134,7 @@ class JobOutputStream(MethodView):
 @blp.route("/events/stream")
 class ChangeFeed(MethodView):
     @require("admin", "user")
+    @documents_errors(blp, 401, 403, 503)
     @blp.arguments(FeedStreamArgsSchema(), location="query")
     @blp.doc(**FEED_STREAM_DOC)
     def get(self, args: dict[str, Any]) -> Response:

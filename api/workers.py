@@ -8,6 +8,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from api.auth import require, require_own_worker
+from api.errors import documents_errors
 from api.extensions import services
 from shared.resources import Resources, cpu_to_millicores
 from shared.schemas.workers import (
@@ -28,6 +29,7 @@ blp = Blueprint("workers", __name__, url_prefix="/api/v1/workers", description="
 @blp.route("")
 class Workers(MethodView):
     @require("admin", "user")
+    @documents_errors(blp, 401, 403, 503)
     @blp.response(200, WorkerListSchema)
     def get(self) -> Any:
         return {"workers": services().store.workers.all()}
@@ -36,6 +38,7 @@ class Workers(MethodView):
 @blp.route("/register")
 class Register(MethodView):
     @require("join", "admin")
+    @documents_errors(blp, 400, 401, 403, 413, 503)
     @blp.arguments(RegisterSchema())
     @blp.response(201, RegisteredSchema)
     def post(self, body: dict[str, Any]) -> Any:
@@ -62,6 +65,7 @@ class Register(MethodView):
 @blp.route("/<string:worker_id>/heartbeat")
 class Heartbeat(MethodView):
     @require("worker")
+    @documents_errors(blp, 400, 401, 403, 404, 410, 413, 503)
     @blp.arguments(HeartbeatSchema())
     @blp.response(200, HeartbeatAnswerSchema)
     def post(self, body: dict[str, Any], worker_id: str) -> Any:
@@ -75,6 +79,7 @@ class Heartbeat(MethodView):
 @blp.route("/<string:worker_id>/drain")
 class Drain(MethodView):
     @require("admin", "worker")
+    @documents_errors(blp, 401, 403, 404, 503)
     @blp.response(200, WorkerSchema)
     def post(self, worker_id: str) -> Any:
         """Take no new jobs; the running ones finish."""
@@ -86,6 +91,7 @@ class Drain(MethodView):
 @blp.route("/<string:worker_id>")
 class Worker(MethodView):
     @require("admin", "worker")
+    @documents_errors(blp, 401, 403, 404, 409, 503)
     @blp.response(204)
     def delete(self, worker_id: str) -> Any:
         """Deregister a worker that holds no job (drain it first); 409 while it does."""
@@ -98,6 +104,7 @@ class Worker(MethodView):
 @blp.route("/<string:worker_id>/assignments")
 class Assignments(MethodView):
     @require("worker")
+    @documents_errors(blp, 401, 403, 404, 503)
     @blp.arguments(AssignmentArgsSchema(), location="query")
     @blp.response(200, AssignmentListSchema)
     @blp.alt_response(204, description="nothing was assigned within `wait` seconds")

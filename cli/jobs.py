@@ -8,7 +8,11 @@ import click
 from cli.context import api_command, make_client
 from cli.follow import follow_job
 from cli.render import age, command_line, job_text, outcome, table
+from shared.resources import DEFAULT_JOB_RESOURCES
 from shared.states import JobState
+
+# Only shown: what the API gives a job for a resource it is not sent.
+DEFAULTS = DEFAULT_JOB_RESOURCES.to_wire()
 
 
 def parse_pairs(
@@ -26,15 +30,16 @@ def parse_pairs(
 
 def submission(
     command: tuple[str, ...],
-    cpu: float,
-    memory: int,
+    cpu: float | None,
+    memory: int | None,
     optional: dict[str, Any],
 ) -> dict[str, Any]:
     """The POST /api/v1/jobs body; options left out are not sent, so server defaults apply."""
-    body: dict[str, Any] = {
-        "command": list(command),
-        "resources": {"cpu": cpu, "memory_mb": memory},
-    }
+    body: dict[str, Any] = {"command": list(command)}
+    asked = {"cpu": cpu, "memory_mb": memory}
+    resources = {key: value for key, value in asked.items() if value is not None}
+    if resources:
+        body["resources"] = resources
     body.update({key: value for key, value in optional.items() if value not in (None, {})})
     return body
 
@@ -44,10 +49,10 @@ def print_json(value: Any) -> None:
 
 
 @click.command(context_settings={"allow_interspersed_args": False})
-@click.option("--cpu", type=click.FloatRange(min=0, min_open=True), default=0.5, show_default=True,
-              help="CPU cores the job needs.")
-@click.option("--memory", type=click.IntRange(min=1), default=256, show_default=True,
-              help="Memory limit in MB.")
+@click.option("--cpu", type=click.FloatRange(min=0, min_open=True),
+              help=f"CPU cores the job needs [default: {DEFAULTS['cpu']:g}].")
+@click.option("--memory", type=click.IntRange(min=1),
+              help=f"Memory limit in MB [default: {DEFAULTS['memory_mb']}].")
 @click.option("--image", help="Container image [default: the server's JOBYARD_DEFAULT_IMAGE].")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True),
               help="Seconds before it is killed.")
@@ -62,8 +67,8 @@ def print_json(value: Any) -> None:
 @click.argument("command", nargs=-1, required=True)
 @api_command
 def submit(
-    cpu: float,
-    memory: int,
+    cpu: float | None,
+    memory: int | None,
     image: str | None,
     timeout: float | None,
     priority: int | None,

@@ -49,3 +49,8 @@ class Resources:
             "memory_mb": self.memory_mb,
             "gpus": self.gpus,
         }
+
+
+# What a job gets of each resource its submission leaves out. The one source: the API's
+# submission schema (and so the OpenAPI document) and the CLI's help derive from it.
+DEFAULT_JOB_RESOURCES = Resources(cpu_m=500, memory_mb=256, gpus=0)

@@ -13,6 +13,7 @@ from typing import Any
 from shared import clock
 from shared.client import STALE_ATTEMPT, ApiClient, ApiError
 from shared.config import Config
+from shared.resources import DEFAULT_JOB_RESOURCES
 from shared.retry import Backoff, GaveUp, retry
 from worker_agent.executors import Executor
 from worker_agent.executors.base import (
@@ -184,7 +185,8 @@ class AttemptRunner:
 
 def job_run(job: Mapping[str, Any], worker_id: str, config: Config) -> JobRun:
     """The executor's view of an assignment from the API (its GPUs are picked apart)."""
-    resources = job.get("resources") or {}
+    # The API always sends every resource; an older one might not: the same defaults, then.
+    resources = {**DEFAULT_JOB_RESOURCES.to_wire(), **(job.get("resources") or {})}
     timeout = job.get("timeout_s")
     return JobRun(
         job_id=str(job["id"]),
@@ -193,8 +195,8 @@ def job_run(job: Mapping[str, Any], worker_id: str, config: Config) -> JobRun:
         image=str(job.get("image") or config.default_image),
         command=[str(arg) for arg in job["command"]],
         env={str(key): str(value) for key, value in (job.get("env") or {}).items()},
-        cpu=float(resources.get("cpu", 0.5)),
-        memory_mb=int(resources.get("memory_mb", 256)),
+        cpu=float(resources["cpu"]),
+        memory_mb=int(resources["memory_mb"]),
         timeout_s=None if timeout is None else float(timeout),
         network=bool(job.get("network", False)),
     )

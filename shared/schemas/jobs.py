@@ -4,7 +4,8 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from shared.schemas.fields import NAME, Timestamp, label_map
+from shared.resources import DEFAULT_JOB_RESOURCES
+from shared.schemas.fields import NAME, ResourceAmountsSchema, Timestamp, label_map
 from shared.states import JobState, Reason
 
 ENV_NAME = validate.Regexp(r"^[A-Za-z_][A-Za-z0-9_]*$", error="not a valid variable name")
@@ -13,14 +14,17 @@ NOT_SUPPORTED_YET = {
     "depends_on": None,
     "notify": None,
 }
+_DEFAULT = DEFAULT_JOB_RESOURCES.to_wire()
 
 
 class ResourcesSchema(Schema):
-    cpu = fields.Float(load_default=0.5, validate=validate.Range(min=0.001, max=1024))
+    """What one job asks for, within what any one job may ask."""
+
+    cpu = fields.Float(load_default=_DEFAULT["cpu"], validate=validate.Range(min=0.001, max=1024))
     memory_mb = fields.Integer(
-        load_default=256, validate=validate.Range(min=6, max=16 * 1024 * 1024)
+        load_default=_DEFAULT["memory_mb"], validate=validate.Range(min=6, max=16 * 1024 * 1024)
     )
-    gpus = fields.Integer(load_default=0, validate=validate.Range(min=0, max=64))
+    gpus = fields.Integer(load_default=_DEFAULT["gpus"], validate=validate.Range(min=0, max=64))
 
 
 # Built once: a schema built per request deep-copies its fields each time.
@@ -129,8 +133,13 @@ class EventListSchema(Schema):
     events = fields.List(fields.Nested(EventSchema))
 
 
+# Chunk offsets number Redis stream entries ("N-0"), so one past the largest asked for must
+# still be a stream id; 18 digits, as the output stream's Last-Event-ID allows.
+MAX_OUTPUT_OFFSET = 10**18 - 1
+
+
 class OutputArgsSchema(Schema):
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OUTPUT_OFFSET))
     limit = fields.Integer(load_default=1000, validate=validate.Range(min=1, max=5000))
 
 
@@ -151,5 +160,6 @@ class StatsSchema(Schema):
     counts = fields.Dict(keys=fields.String(), values=fields.Integer())
     queue_depth = fields.Integer()
     workers = fields.Dict(keys=fields.String(), values=fields.Integer())
-    capacity = fields.Nested(ResourcesSchema)
-    reserved = fields.Nested(ResourcesSchema)
+    # Sums over workers: not one job's request, so none of its limits apply.
+    capacity = fields.Nested(ResourceAmountsSchema)
+    reserved = fields.Nested(ResourceAmountsSchema)

@@ -4,7 +4,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from shared.schemas.fields import Timestamp, label_map
+from shared.schemas.fields import EPOCH_S, ResourceAmountsSchema, Timestamp, label_map
 from shared.schemas.jobs import ResourcesSchema
 from shared.states import AGENT_REASONS
 
@@ -72,7 +72,7 @@ class AssignmentListSchema(Schema):
 class ChunkSchema(Schema):
     seq = fields.Integer(required=True, validate=validate.Range(min=1))
     stream = fields.String(required=True, validate=validate.OneOf(["stdout", "stderr"]))
-    at = fields.Float(required=True)
+    at = fields.Float(required=True, validate=EPOCH_S)
     data = fields.String(required=True, validate=validate.Length(max=256 * 1024))
 
 
@@ -91,7 +91,7 @@ class ResultSchema(Schema):
     reason = fields.String(
         load_default=None,
         allow_none=True,
-        validate=validate.OneOf([r.value for r in AGENT_REASONS]),
+        validate=validate.OneOf(sorted(r.value for r in AGENT_REASONS)),
     )
     error = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=8192))
     metrics = fields.Dict(load_default=dict, validate=validate.Length(max=32))
@@ -108,6 +108,12 @@ class TransitionSchema(Schema):
     version = fields.Integer()
 
 
+class WorkerReservedSchema(ResourceAmountsSchema):
+    """What the control plane has reserved on a worker: 0 when idle."""
+
+    jobs = fields.Integer(validate=validate.Range(min=0), metadata={"description": "job slots"})
+
+
 class WorkerSchema(Schema):
     id = fields.String()
     hostname = fields.String()
@@ -116,7 +122,7 @@ class WorkerSchema(Schema):
     labels = fields.Dict()
     capacity = fields.Nested(CapacitySchema)
     max_parallel_jobs = fields.Integer()
-    reserved = fields.Dict()
+    reserved = fields.Nested(WorkerReservedSchema)
     running_jobs = fields.List(fields.String())
     metrics = fields.Dict()
     registered_at = Timestamp()

@@ -9,6 +9,7 @@ from click.testing import Result
 
 from cli.follow import exit_status
 from shared.client import ServerEvent, lines_of, parse_events
+from shared.resources import DEFAULT_JOB_RESOURCES
 from tests.cli.fakeapi import FakeApi, Raw
 
 JOB = {
@@ -75,8 +76,21 @@ def test_submit_leaves_unset_options_to_the_server(
 ) -> None:
     fake_api.answer("POST", "/api/v1/jobs", (201, JOB))
     assert run("submit", "ls", "-la").exit_code == 0
-    (sent,) = fake_api.sent("POST", "/api/v1/jobs")
-    assert sent.body == {"command": ["ls", "-la"], "resources": {"cpu": 0.5, "memory_mb": 256}}
+    assert run("submit", "--memory", "64", "ls").exit_code == 0
+    first, second = fake_api.sent("POST", "/api/v1/jobs")
+    # No resources of its own: the API's, DEFAULT_JOB_RESOURCES, apply (tests/integration/
+    # test_openapi.py checks the API's and its document's defaults are those).
+    assert first.body == {"command": ["ls", "-la"]}
+    assert second.body == {"command": ["ls"], "resources": {"memory_mb": 64}}
+
+
+def test_submit_help_shows_the_apis_resource_defaults(run: Callable[..., Result]) -> None:
+    result = run("submit", "--help")
+    assert result.exit_code == 0, result.output
+    help_text = " ".join(result.output.split())
+    default = DEFAULT_JOB_RESOURCES.to_wire()
+    assert f"CPU cores the job needs [default: {default['cpu']:g}]" in help_text
+    assert f"Memory limit in MB [default: {default['memory_mb']}]" in help_text
 
 
 def test_submit_rejects_a_malformed_env_pair(run: Callable[..., Result]) -> None:

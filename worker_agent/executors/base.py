@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from shared import clock
+from shared.resources import DEFAULT_JOB_RESOURCES
 from shared.states import Reason
 
 # sink(stream_name, data, at): `at` is the epoch time the chunk was read. It may block.
@@ -31,8 +32,8 @@ class JobRun:
     image: str
     command: list[str]
     env: dict[str, str] = field(default_factory=dict)
-    cpu: float = 1.0
-    memory_mb: int = 256
+    cpu: float = DEFAULT_JOB_RESOURCES.cpu_m / 1000
+    memory_mb: int = DEFAULT_JOB_RESOURCES.memory_mb
     timeout_s: float | None = None
     network: bool = False
     # The GPUs the agent gave this attempt, by index; none for a job that asks for none.
