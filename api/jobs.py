@@ -58,6 +58,14 @@ def _checked_request(args: dict[str, Any]) -> Resources:
     return Resources(cpu_to_millicores(res["cpu"]), res["memory_mb"], res["gpus"])
 
 
+def _names_no_memory() -> bool:
+    """Did the submission leave memory_mb out? (The schema fills in the default, so ask the
+    body itself, which Flask has parsed already.)"""
+    body = request.get_json(silent=True)
+    resources = body.get("resources") if isinstance(body, dict) else None
+    return not isinstance(resources, dict) or "memory_mb" not in resources
+
+
 def _idempotency_key() -> str | None:
     key = request.headers.get("Idempotency-Key")
     if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
@@ -83,6 +91,7 @@ class Jobs(MethodView):
             resources,
             args["priority"],
             _idempotency_key(),
+            cpu_only=_names_no_memory(),
         )
         return job, 201 if created else 200
 

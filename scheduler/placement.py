@@ -76,7 +76,7 @@ class Placer:
         best = self._index.best(
             job.request,
             job.constraints,
-            scorer(self._policy, job.request),
+            scorer(self._policy, job.request, job.cpu_only),
             self._tightest_first,
             excluded,
         )

@@ -41,9 +41,12 @@ def spread(cpu_left: int, memory_left: int, cpu: int, memory: int) -> float:
 SCORERS: dict[str, Scorer] = {"binpack": binpack, "spread": spread}
 
 
-def scorer(policy: str, request: Resources) -> Scorer:
-    """The policy's scorer for this request. A job that asks no memory leaves every worker's
-    memory as it is, so binpack judges it on CPU alone (DESIGN §3)."""
-    if policy == "binpack" and request.memory_mb == 0:
+def scorer(policy: str, request: Resources, cpu_only: bool = False) -> Scorer:
+    """The policy's scorer for this request. A job that asks only CPU (it named no memory,
+    or asks none) is packed by CPU alone: the classic one-dimensional best fit of DESIGN §3.
+    Its default memory still has to fit, but does not steer where it goes: the stranding
+    the two-dimensional score weighs would otherwise send it to a bigger worker whose memory
+    is scarcer per core, which is not what someone who asked only for cores expects."""
+    if policy == "binpack" and (cpu_only or request.memory_mb == 0):
         return cpu_best_fit
     return SCORERS[policy]

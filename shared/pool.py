@@ -17,6 +17,8 @@ class QueuedJob:
     constraints: dict[str, str] = field(default_factory=dict)
     queued_at: float = 0.0
     timeout_s: float | None = None
+    # It named no memory: its memory is the default, and binpack packs it by CPU alone.
+    cpu_only: bool = False
 
 
 @dataclass(frozen=True)

@@ -49,9 +49,11 @@ class JobStore(StorePart):
         resources: Resources,
         priority: int,
         idempotency_key: str | None = None,
+        cpu_only: bool = False,
     ) -> tuple[dict[str, Any], bool]:
         """Store a QUEUED job. Returns (the job, created); with an idempotency key already
-        used by this owner, the first job and False."""
+        used by this owner, the first job and False. `cpu_only`: the submission named no
+        memory (see scheduler/rank.scorer)."""
         keys = self.keys.common() + [
             self.keys.job(job_id),
             self.keys.job_events(job_id),
@@ -76,6 +78,7 @@ class JobStore(StorePart):
             spec.get("timeout_s") or "",
             spec.get("max_retries") or 0,
             idempotency_key or "",
+            "1" if cpu_only else "0",
         ]
         created, stored_id, *stored = self.scripts.run("submit", keys, args)
         if not created:

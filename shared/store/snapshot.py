@@ -12,7 +12,7 @@ from shared.store.scripts import StorePart
 # What the scheduler reads of each queued job and each worker.
 JOB_FIELDS = (
     "cpu_m", "memory_mb", "gpus", "priority", "pending_reason", "constraints", "queued_at",
-    "timeout_s",
+    "timeout_s", "cpu_only",
 )  # fmt: skip
 WORKER_FIELDS = (
     "status", "cpu_m", "memory_mb", "gpus", "slots", "res_cpu_m", "res_memory_mb", "res_gpus",
@@ -33,9 +33,8 @@ class SnapshotReads(StorePart):
         rows = self._read_hashes([self.keys.job(job_id) for job_id in ids], JOB_FIELDS)
         requests: dict[tuple[str, str, str], Resources] = {}  # few shapes, many jobs
         jobs = []
-        for job_id, (cpu_m, mem, gpus, priority, reason, constraints, queued_at, timeout) in zip(
-            ids, rows, strict=True
-        ):
+        for job_id, row in zip(ids, rows, strict=True):
+            cpu_m, mem, gpus, priority, reason, constraints, queued_at, timeout, cpu_only = row
             if cpu_m is None:  # deleted between the two reads
                 continue
             request = requests.get((cpu_m, mem, gpus))
@@ -45,7 +44,14 @@ class SnapshotReads(StorePart):
             timeout_s = float(timeout) if timeout else None
             jobs.append(
                 QueuedJob(
-                    job_id, request, int(priority), reason, wanted, float(queued_at), timeout_s
+                    job_id,
+                    request,
+                    int(priority),
+                    reason,
+                    wanted,
+                    float(queued_at),
+                    timeout_s,
+                    cpu_only == "1",
                 )
             )
         return jobs

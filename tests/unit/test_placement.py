@@ -21,8 +21,8 @@ def worker(
     return WorkerView(wid, Resources(cpu_m, mem), used or Resources(0, 0), slots, 0)
 
 
-def job(jid: str, cpu_m: int, mem: int) -> QueuedJob:
-    return QueuedJob(jid, Resources(cpu_m, mem), 0, None)
+def job(jid: str, cpu_m: int, mem: int, cpu_only: bool = False) -> QueuedJob:
+    return QueuedJob(jid, Resources(cpu_m, mem), 0, None, cpu_only=cpu_only)
 
 
 def test_binpack_picks_the_tightest_fit_and_spread_the_emptiest() -> None:
@@ -46,6 +46,40 @@ def test_cpu_only_jobs_each_go_to_the_fitting_worker_with_the_least_free_cpu() -
         ("one", "four"),  # the one CPU it left
         ("two", "two"),
         ("half", "eight"),  # the only worker with CPU left
+    ]
+
+
+@pytest.mark.parametrize("memory_mb", [1024, 2048, 4096, 8192, 65536])
+def test_jobs_that_name_no_memory_go_by_cpu_alone_whatever_the_workers_memory(
+    memory_mb: int,
+) -> None:
+    """DESIGN §3's second case as a user meets it: `jobyard submit --cpu 3` names no memory,
+    so the job carries the default 256 MB. Scored in two dimensions, the 8 CPU worker (whose
+    memory is scarcer per core) would look more "in step" when the workers' memory is small;
+    a job that asked only for cores goes by cores."""
+    workers = [
+        worker("eight", 8000, memory_mb),
+        worker("two", 2000, memory_mb),
+        worker("four", 4000, memory_mb),
+    ]
+    jobs = [
+        job("three", 3000, 256, cpu_only=True),
+        job("one", 1000, 256, cpu_only=True),
+        job("two", 2000, 256, cpu_only=True),
+    ]
+    assert place(jobs, workers, "binpack").assignments == [
+        ("three", "four"),
+        ("one", "four"),
+        ("two", "two"),
+    ]
+
+
+def test_a_job_that_names_its_memory_keeps_cpu_and_memory_in_step() -> None:
+    """The same 3 CPU job with its 256 MB asked for is scored in two dimensions: on 2 GB
+    workers the 8 CPU one, whose memory per core is closest to what the job leaves, wins."""
+    workers = [worker("eight", 8000, 2048), worker("two", 2000, 2048), worker("four", 4000, 2048)]
+    assert place([job("three", 3000, 256)], workers, "binpack").assignments == [
+        ("three", "eight")
     ]
 
 
