@@ -32,7 +32,7 @@ def wait_until(
         if time.monotonic() > deadline:
             text = message() if callable(message) else message
             raise AssertionError(text or f"condition not met within {timeout:g} s")
-        time.sleep(interval)
+        time.sleep(interval)  # the poll interval: every wait on a condition comes here
 
 
 def services_required() -> bool:

@@ -43,7 +43,7 @@ import os, signal, time
 
 def run_scheduler(config):
     if os.environ.get("STUB_SCHEDULER_EXIT_AFTER"):
-        time.sleep(float(os.environ["STUB_SCHEDULER_EXIT_AFTER"]))
+        time.sleep(float(os.environ["STUB_SCHEDULER_EXIT_AFTER"]))  # then dies, as asked
         raise SystemExit(3)
     signal.sigwait({signal.SIGTERM})
 """,

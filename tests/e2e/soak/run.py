@@ -72,4 +72,4 @@ def wait_terminal(store: Store, jobs: int, stall_s: float) -> None:
             return
         if now_ended != ended:
             ended, last_progress = now_ended, time.monotonic()
-        time.sleep(POLL_S)
+        time.sleep(POLL_S)  # a wait on the counts above, ended by them or by a stall
