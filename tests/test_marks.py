@@ -71,27 +71,54 @@ def test_not_mark_selects_exactly_the_tests_that_do_not_need_it(
     assert set(selected) == expected
 
 
-def test_not_redis_runs_without_redis_server(tmp_path: Path) -> None:
-    """A redis-server that only records that it was called stands first on PATH; with the
-    services required, a test that needed the real one and was not left out would fail."""
-    stubs, called = tmp_path / "bin", tmp_path / "redis-server-called"
+def without_redis_server(tmp_path: Path) -> dict[str, str]:
+    """First on PATH, a redis-server that only records that it was called (and fails)."""
+    stubs = tmp_path / "bin"
     stubs.mkdir()
     stub = stubs / "redis-server"
-    stub.write_text(f"#!/bin/sh\ntouch {called}\nexit 1\n")
+    stub.write_text(f"#!/bin/sh\ntouch {tmp_path / 'redis-server-called'}\nexit 1\n")
     stub.chmod(0o755)
-    # Files where the mark comes from the redis_url fixture, from redis_server_binary alone,
-    # and files that mix tests with and without redis.
-    files = [
-        "tests/integration/test_store.py",
-        "tests/cli/test_cli_redis.py",
-        "tests/cli/test_cli_up.py",
-    ]
-    done = pytest_in_subprocess(
-        "-q", "-m", "not redis", *files,
-        env={"PATH": f"{stubs}{os.pathsep}{os.environ['PATH']}", "JOBYARD_REQUIRE_DOCKER": "1"},
-    )  # fmt: skip
+    return {"PATH": f"{stubs}{os.pathsep}{os.environ['PATH']}"}
+
+
+def without_docker(tmp_path: Path) -> dict[str, str]:
+    return {"DOCKER_HOST": f"unix://{tmp_path / 'no-docker.sock'}"}
+
+
+# Files where the mark comes from a fixture alone (test_placement_loop's came from nowhere
+# while its conftest held the pytestmark), files that mix tests with and without the
+# service, and a file without it, so that something runs.
+WITHOUT_SERVICE = {
+    "redis": (
+        without_redis_server,
+        [
+            "tests/integration/test_placement_loop.py",
+            "tests/cli/test_cli_redis.py",
+            "tests/cli/test_cli_up.py",
+            "tests/e2e/test_crashes.py",
+        ],
+    ),
+    "docker": (
+        without_docker,
+        [
+            "tests/docker/test_docker_executor.py",
+            "tests/e2e/test_soak.py",
+            "tests/e2e/test_cluster_teardown.py",
+            "tests/unit/test_backfill.py",
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("mark", sorted(WITHOUT_SERVICE))
+def test_not_mark_runs_without_the_service(mark: str, tmp_path: Path) -> None:
+    """With the services required (JOBYARD_REQUIRE_DOCKER=1), a test that needed the one
+    taken away and was not left out by `-m "not MARK"` fails instead of skipping."""
+    take_away, files = WITHOUT_SERVICE[mark]
+    env = {**take_away(tmp_path), "JOBYARD_REQUIRE_DOCKER": "1"}
+    done = pytest_in_subprocess("-q", "-m", f"not {mark}", *files, env=env)
     summary = done.stdout.strip().splitlines()[-1]
     assert done.returncode == 0, done.stdout + done.stderr
     assert " passed" in summary and " deselected" in summary, summary
     assert "skipped" not in summary and "failed" not in summary, summary
-    assert not called.exists(), "a test left in by -m 'not redis' started redis-server"
+    assert not (tmp_path / "redis-server-called").exists(), "a test left in started Redis"
