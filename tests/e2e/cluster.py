@@ -39,7 +39,7 @@ CLUSTER_DEFAULTS = {
 @dataclass(frozen=True)
 class ClusterSpec:
     """One cluster's shape: settings for every process (over CLUSTER_DEFAULTS), one mapping
-    of extra settings per agent, and how many schedulers (the first leads, others stand by)."""
+    of extra settings per agent, and how many schedulers (one leads, the others stand by)."""
 
     env: Mapping[str, str] = field(default_factory=dict)
     agents: tuple[Mapping[str, str], ...] = ({},)
@@ -83,6 +83,7 @@ class Cluster:
         )
 
     def start_all(self, workers: int = 1, **worker_env: str) -> None:
+        """The api, a scheduler and `workers` agents alike; returns once all registered."""
         self.start_control_plane()
         for _ in range(workers):
             self.start_worker(**worker_env)
@@ -246,14 +247,20 @@ def running_cluster(
         cluster.wait_workers()
         yield cluster
     finally:
-        cluster.stop()
-        ids = cluster.worker_ids()
-        removed = remove_leftover_containers(docker_client, ids)
-        if removed:
-            # An agent stopped mid-job (killed, or past its drain): not this test's failure.
-            warnings.warn(f"removed containers left by {sorted(ids)}: {removed}", stacklevel=1)
-        left = {worker_id: labelled(docker_client, worker_id) for worker_id in ids}
-        assert not any(left.values()), f"containers left behind: {left}"
+        try:
+            cluster.stop()
+        finally:
+            clear_leftovers(docker_client, cluster.worker_ids())
+
+
+def clear_leftovers(client: docker.DockerClient, worker_ids: Set[str]) -> None:
+    """Remove what these workers' agents left; AssertionError if anything stays."""
+    removed = remove_leftover_containers(client, worker_ids)
+    if removed:
+        # An agent stopped mid-job (killed, or past its drain): not the test's failure.
+        warnings.warn(f"removed containers left by {sorted(worker_ids)}: {removed}", stacklevel=2)
+    left = {worker_id: labelled(client, worker_id) for worker_id in worker_ids}
+    assert not any(left.values()), f"containers left behind: {left}"
 
 
 @dataclass

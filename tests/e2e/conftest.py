@@ -13,7 +13,7 @@ from tests.e2e.cluster import Cluster, ClusterSpec, running_cluster
 
 __all__ = ["docker_client"]
 
-MakeCluster = Callable[..., Cluster]
+MakeCluster = Callable[[str, ClusterSpec], Cluster]
 
 
 @pytest.fixture(scope="session")
