@@ -6,7 +6,7 @@ import signal
 import subprocess
 import sys
 import warnings
-from collections.abc import Iterator, Mapping, Set
+from collections.abc import Callable, Iterator, Mapping, Set
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -231,6 +231,10 @@ def running_containers(client: docker.DockerClient, worker_ids: Set[str]) -> lis
     """Those of these workers' containers that still run (the agent removes each once its
     job has ended)."""
     return [c for w in sorted(worker_ids) for c in labelled(client, w) if c["State"] == "running"]
+
+
+# make_cluster(redis_url, spec), the factory fixture of tests/e2e/conftest.py.
+MakeCluster = Callable[[str, ClusterSpec], Cluster]
 
 
 @contextmanager

@@ -2,18 +2,16 @@
 module-level `CLUSTER = ClusterSpec(...)`), a factory for tests that need a cluster of their
 own, and the Docker daemon and test image from tests/docker."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
 
 import docker
 import pytest
 
 from tests.docker.conftest import IMAGE, docker_client
-from tests.e2e.cluster import Cluster, ClusterSpec, running_cluster
+from tests.e2e.cluster import Cluster, ClusterSpec, MakeCluster, running_cluster
 
 __all__ = ["docker_client"]
-
-MakeCluster = Callable[[str, ClusterSpec], Cluster]
 
 
 @pytest.fixture(scope="session")

@@ -18,10 +18,10 @@ from tests.e2e.cluster import (
     Cluster,
     ClusterSpec,
     DurableRedis,
+    MakeCluster,
     labelled,
     running_containers,
 )
-from tests.e2e.conftest import MakeCluster
 from tests.helpers import wait_until
 
 SMALL = {"cpu": 0.25, "memory_mb": 32}
@@ -30,6 +30,7 @@ ONE_CPU = {"JOBYARD_WORKER_CPU": "1", "JOBYARD_WORKER_MEMORY_MB": "1024"}
 
 @pytest.fixture
 def durable_redis(redis_server_binary: str, tmp_path: Path) -> Iterator[DurableRedis]:
+    """A redis-server of the test's own (redis_server_binary: the test needs the binary)."""
     redis = DurableRedis(tmp_path / "redis")
     redis.start()
     try:

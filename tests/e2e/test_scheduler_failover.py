@@ -11,7 +11,8 @@ CLUSTER = ClusterSpec(env={"JOBYARD_REDIS_PREFIX": "failover:"}, schedulers=2)
 
 def leader(cluster: Cluster) -> str:
     """The running scheduler process whose log says it leads (and has not since stood by)."""
-    for name in [name for name in cluster.processes if name.startswith("scheduler")]:
+    schedulers = [name for name in cluster.processes if name.startswith("scheduler")]
+    for name in schedulers:
         log = (cluster.workdir / f"{name}.log").read_text()
         if "event=leading" in log and log.rfind("event=leading") > log.rfind("event=standby"):
             return name
