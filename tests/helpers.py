@@ -5,6 +5,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 import pytest
 
@@ -12,22 +13,26 @@ from cli.ports import free_port
 
 __all__ = ["Captured", "free_port", "require_binary", "services_required", "wait_until"]
 
+T = TypeVar("T")
+
 
 def wait_until(
-    predicate: Callable[[], object],
+    predicate: Callable[[], T],
     timeout: float = 10.0,
     interval: float = 0.05,
-    message: str = "",
-) -> object:
-    """Poll predicate until it returns something truthy (returned); AssertionError on timeout."""
+    message: str | Callable[[], str] = "",
+) -> T:
+    """Poll predicate until it returns something truthy (returned); AssertionError on timeout,
+    with `message` (called then, when it is a function: logs as they are at the end)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(message or f"condition not met within {timeout:g} s")
-        time.sleep(interval)
+            text = message() if callable(message) else message
+            raise AssertionError(text or f"condition not met within {timeout:g} s")
+        time.sleep(interval)  # the poll interval: every wait on a condition comes here
 
 
 def services_required() -> bool:

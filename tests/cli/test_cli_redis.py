@@ -8,13 +8,11 @@ import redis
 
 from cli.ports import port_is_free
 from cli.redis_server import RedisServer
-from tests.helpers import free_port, require_binary
-
-pytestmark = pytest.mark.redis
+from tests.helpers import free_port
 
 
+@pytest.mark.usefixtures("redis_server_binary")
 def test_embedded_redis_runs_with_aof_always_and_stops(tmp_path: Path) -> None:
-    require_binary("redis-server", "redis-server")
     server = RedisServer(tmp_path / "redis", free_port())
     server.start()
     try:

@@ -20,7 +20,7 @@ from click.testing import Result
 
 from cli.credentials import read_credentials, write_credentials
 from cli.ports import port_is_free
-from tests.helpers import free_port, require_binary, wait_until
+from tests.helpers import free_port, wait_until
 
 STUBS = {
     "api/__init__.py": "",
@@ -43,7 +43,7 @@ import os, signal, time
 
 def run_scheduler(config):
     if os.environ.get("STUB_SCHEDULER_EXIT_AFTER"):
-        time.sleep(float(os.environ["STUB_SCHEDULER_EXIT_AFTER"]))
+        time.sleep(float(os.environ["STUB_SCHEDULER_EXIT_AFTER"]))  # then dies, as asked
         raise SystemExit(3)
     signal.sigwait({signal.SIGTERM})
 """,
@@ -91,8 +91,11 @@ class Up:
 
 
 @pytest.fixture
-def start_up(tmp_path: Path, clean_environment: Path) -> Iterator[Callable[..., Up]]:
-    require_binary("redis-server", "redis-server")
+def start_up(
+    tmp_path: Path, clean_environment: Path, redis_server_binary: str
+) -> Iterator[Callable[..., Up]]:
+    """start(**env) runs `jobyard up` (redis-server is real, the rest stubs); all are
+    killed afterwards."""
     stubs = tmp_path / "stubs"
     for name, text in STUBS.items():
         (stubs / name).parent.mkdir(parents=True, exist_ok=True)
@@ -124,7 +127,6 @@ def start_up(tmp_path: Path, clean_environment: Path) -> Iterator[Callable[..., 
             up.process.wait()
 
 
-@pytest.mark.redis
 def test_up_runs_everything_and_stops_on_sigterm(start_up: Callable[..., Up]) -> None:
     up = start_up()
     health = up.wait_healthy()
@@ -163,7 +165,6 @@ def assert_second_up_refused(first: Up) -> None:
         assert reason in second.stderr
 
 
-@pytest.mark.redis
 def test_up_keeps_tokens_and_stops_all_when_a_child_dies(start_up: Callable[..., Up]) -> None:
     credentials = Path(".jobyard") / "credentials"
     credentials.parent.mkdir(mode=0o700)

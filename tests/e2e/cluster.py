@@ -1,30 +1,49 @@
-"""Starts api, scheduler and worker agents as real processes, the way an operator would."""
+"""Starts api, scheduler and worker agents as real processes, the way an operator would;
+and removes, by label, whatever containers their agents left behind."""
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Set
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Set
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import docker
+from docker.errors import NotFound
 
 from cli.redis_server import RedisServer
 from shared.client import ApiClient, ApiError
 from shared.states import TERMINAL_STATES
+from tests.docker.conftest import IMAGE
+from tests.helpers import free_port, wait_until
+from worker_agent.executors.docker import LABEL_WORKER
 
 JOBYARD = str(Path(sys.executable).parent / "jobyard")
 ADMIN_TOKEN = "e2e-admin-token"
 JOIN_TOKEN = "e2e-join-token"
 TERMINAL = frozenset(state.value for state in TERMINAL_STATES)
+# What every e2e cluster runs unless its spec says otherwise: jobs in Docker, on agents of
+# 2 CPU and 2 GB.
+CLUSTER_DEFAULTS = {
+    "JOBYARD_EXECUTOR": "docker",
+    "JOBYARD_DEFAULT_IMAGE": IMAGE,
+    "JOBYARD_WORKER_CPU": "2",
+    "JOBYARD_WORKER_MEMORY_MB": "2048",
+}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+@dataclass(frozen=True)
+class ClusterSpec:
+    """One cluster's shape: settings for every process (over CLUSTER_DEFAULTS), one mapping
+    of extra settings per agent, and how many schedulers (one leads, the others stand by)."""
+
+    env: Mapping[str, str] = field(default_factory=dict)
+    agents: tuple[Mapping[str, str], ...] = ({},)
+    schedulers: int = 1
 
 
 @dataclass
@@ -64,28 +83,47 @@ class Cluster:
         )
 
     def start_all(self, workers: int = 1, **worker_env: str) -> None:
+        """The api, a scheduler and `workers` agents alike; returns once all registered."""
+        self.start_control_plane()
+        for _ in range(workers):
+            self.start_worker(**worker_env)
+        self.wait_workers()
+
+    def start_control_plane(self, schedulers: int = 1) -> None:
+        """The api and `schedulers` schedulers (scheduler, scheduler1, ...); returns once
+        the api is ready."""
         self.start("api", "api")
-        self.start("scheduler", "scheduler")
+        for n in range(schedulers):
+            self.start(f"scheduler{n or ''}", "scheduler")
         self.wait_ready()
-        for n in range(workers):
-            state_dir = str(self.workdir / f"agent{n}")
-            self.start(f"worker{n}", "worker", JOBYARD_AGENT_STATE_DIR=state_dir, **worker_env)
-        deadline = time.monotonic() + 20
-        while len(self.client.workers()["workers"]) < workers:
+
+    def start_worker(self, **env: str) -> str:
+        """Start one more agent, workerN with its own state directory agentN; its name."""
+        n = sum(name.startswith("worker") for name in self.commands)
+        name = f"worker{n}"
+        self.start(name, "worker", JOBYARD_AGENT_STATE_DIR=str(self.workdir / f"agent{n}"), **env)
+        return name
+
+    def wait_workers(self) -> None:
+        """Wait until as many workers are registered as agents were started."""
+        agents = sum(name.startswith("worker") for name in self.commands)
+
+        def registered() -> bool:
             self.check_alive()
-            assert time.monotonic() < deadline, "workers did not register:\n" + self.logs()
-            time.sleep(0.1)
+            return len(self.client.workers()["workers"]) >= agents
+
+        wait_until(registered, 20, 0.1, lambda: "workers did not register:\n" + self.logs())
 
     def wait_ready(self, timeout_s: float = 20) -> None:
-        deadline = time.monotonic() + timeout_s
-        while True:
+        def ready() -> bool:
             self.check_alive()
             try:
                 self.client.request("GET", "/readyz")
-                return
             except ApiError:
-                assert time.monotonic() < deadline, "api never became ready:\n" + self.logs()
-                time.sleep(0.1)
+                return False
+            return True
+
+        wait_until(ready, timeout_s, 0.1, lambda: "api never became ready:\n" + self.logs())
 
     def check_alive(self) -> None:
         for name, process in self.processes.items():
@@ -93,14 +131,21 @@ class Cluster:
                 raise AssertionError(f"{name} exited with {process.returncode}:\n{self.logs()}")
 
     def wait_for_state(self, job_id: str, states: Set[str], timeout_s: float = 60) -> dict:
-        deadline = time.monotonic() + timeout_s
-        while True:
+        last: dict[str, dict] = {}
+
+        def reached() -> dict | None:
             job: dict = self.client.job(job_id)
+            last["job"] = job
             if job["state"] in states:
                 return job
             self.check_alive()
-            assert time.monotonic() < deadline, f"job stuck in {job['state']}: {job}\n{self.logs()}"
-            time.sleep(0.1)
+            return None
+
+        def stuck() -> str:
+            job = last.get("job", {})
+            return f"job stuck in {job.get('state')}: {job}\n{self.logs()}"
+
+        return wait_until(reached, timeout_s, 0.1, stuck)
 
     def logs(self) -> str:
         return "\n".join(
@@ -141,13 +186,85 @@ class Cluster:
         )  # fmt: skip
 
     def worker_process(self, worker_id: str) -> str:
-        """The name of the agent process that registered as `worker_id` (start_all's
-        agents keep the ids they had in their state directories)."""
-        for name, (_, env) in self.commands.items():
-            ids = Path(env.get("JOBYARD_AGENT_STATE_DIR", "/nonexistent")) / "worker_ids"
-            if ids.exists() and worker_id in ids.read_text().split():
+        """The name of the agent process that registered as `worker_id` (agents keep the ids
+        they had in their state directories)."""
+        for name, ids in self.held_worker_ids().items():
+            if worker_id in ids:
                 return name
         raise AssertionError(f"no agent registered as {worker_id}")
+
+    def worker_ids(self) -> set[str]:
+        """Every worker id its agents have had, but those whose leftovers an agent has
+        already removed (and then forgotten)."""
+        return {worker_id for ids in self.held_worker_ids().values() for worker_id in ids}
+
+    def held_worker_ids(self) -> dict[str, list[str]]:
+        """Each agent process's name and the worker ids in its state directory."""
+        held = {}
+        for name, (_, env) in self.commands.items():
+            if "JOBYARD_AGENT_STATE_DIR" in env:
+                ids = Path(env["JOBYARD_AGENT_STATE_DIR"]) / "worker_ids"
+                held[name] = ids.read_text().split() if ids.exists() else []
+        return held
+
+
+def remove_leftover_containers(client: docker.DockerClient, worker_ids: Set[str]) -> list[str]:
+    """Force-remove every container, running or not, labelled with one of these worker ids
+    (no other: those of other runs and other tests stay); the names of those removed."""
+    removed = []
+    for worker_id in sorted(worker_ids):
+        for container in labelled(client, worker_id):
+            with suppress(NotFound):  # gone meanwhile
+                client.api.remove_container(container["Id"], force=True)
+                removed.append(container["Names"][0])
+    return removed
+
+
+def labelled(client: docker.DockerClient, worker_id: str) -> list[dict[str, Any]]:
+    """The containers, running or not, that carry this worker id, as the daemon lists them
+    (the low-level list: no inspect per container, which would race with their removal)."""
+    found = client.api.containers(all=True, filters={"label": f"{LABEL_WORKER}={worker_id}"})
+    return [c for c in found if c["Labels"].get(LABEL_WORKER) == worker_id]
+
+
+def running_containers(client: docker.DockerClient, worker_ids: Set[str]) -> list[dict[str, Any]]:
+    """Those of these workers' containers that still run (the agent removes each once its
+    job has ended)."""
+    return [c for w in sorted(worker_ids) for c in labelled(client, w) if c["State"] == "running"]
+
+
+# make_cluster(redis_url, spec), the factory fixture of tests/e2e/conftest.py.
+MakeCluster = Callable[[str, ClusterSpec], Cluster]
+
+
+@contextmanager
+def running_cluster(
+    spec: ClusterSpec, redis_url: str, workdir: Path, docker_client: docker.DockerClient
+) -> Iterator[Cluster]:
+    """A started cluster of this shape; afterwards its processes are stopped and any container
+    its agents left is removed, and the teardown fails if one could not be."""
+    cluster = Cluster(redis_url, workdir, {**CLUSTER_DEFAULTS, **spec.env})
+    try:
+        cluster.start_control_plane(spec.schedulers)
+        for env in spec.agents:
+            cluster.start_worker(**env)
+        cluster.wait_workers()
+        yield cluster
+    finally:
+        try:
+            cluster.stop()
+        finally:
+            clear_leftovers(docker_client, cluster.worker_ids())
+
+
+def clear_leftovers(client: docker.DockerClient, worker_ids: Set[str]) -> None:
+    """Remove what these workers' agents left; AssertionError if anything stays."""
+    removed = remove_leftover_containers(client, worker_ids)
+    if removed:
+        # An agent stopped mid-job (killed, or past its drain): not the test's failure.
+        warnings.warn(f"removed containers left by {sorted(worker_ids)}: {removed}", stacklevel=2)
+    left = {worker_id: labelled(client, worker_id) for worker_id in worker_ids}
+    assert not any(left.values()), f"containers left behind: {left}"
 
 
 @dataclass

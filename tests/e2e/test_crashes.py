@@ -4,7 +4,6 @@ completes, every output line is stored exactly once and in order, no process giv
 
 import signal
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,35 +12,31 @@ import pytest
 import requests
 
 from shared.client import ApiError
-from tests.e2e.cluster import ADMIN_TOKEN, TERMINAL, Cluster, DurableRedis
+from tests.e2e.cluster import (
+    ADMIN_TOKEN,
+    TERMINAL,
+    Cluster,
+    ClusterSpec,
+    DurableRedis,
+    MakeCluster,
+    labelled,
+    running_containers,
+)
 from tests.helpers import wait_until
 
-pytestmark = [pytest.mark.e2e, pytest.mark.docker]
-
 SMALL = {"cpu": 0.25, "memory_mb": 32}
+ONE_CPU = {"JOBYARD_WORKER_CPU": "1", "JOBYARD_WORKER_MEMORY_MB": "1024"}
 
 
 @pytest.fixture
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("crash")
-
-
-@pytest.fixture
-def durable_redis(workdir: Path) -> Iterator[DurableRedis]:
-    redis = DurableRedis(workdir / "redis")
+def durable_redis(redis_server_binary: str, tmp_path: Path) -> Iterator[DurableRedis]:
+    """A redis-server of the test's own (redis_server_binary: the test needs the binary)."""
+    redis = DurableRedis(tmp_path / "redis")
     redis.start()
     try:
         yield redis
     finally:
         redis.stop()
-
-
-def make_cluster(redis_url: str, workdir: Path, docker_image: str, **env: str) -> Cluster:
-    return Cluster(
-        redis_url,
-        workdir,
-        {"JOBYARD_EXECUTOR": "docker", "JOBYARD_DEFAULT_IMAGE": docker_image, **env},
-    )
 
 
 def full_output(cluster: Cluster, job_id: str) -> list[dict]:
@@ -57,124 +52,102 @@ def submit(cluster: Cluster, command: list[str]) -> str:
 
 
 def test_an_agent_killed_mid_job_loses_it_to_the_other_agent(
-    redis_url: str, workdir: Path, docker_image: str, docker_client: docker.DockerClient
+    redis_url: str, make_cluster: MakeCluster, docker_client: docker.DockerClient
 ) -> None:
-    cluster = make_cluster(
-        redis_url,
-        workdir,
-        docker_image,
-        JOBYARD_REDIS_PREFIX="crash-agent:",
-        JOBYARD_WORKER_TIMEOUT_S="5",
+    env = {"JOBYARD_REDIS_PREFIX": "crash-agent:", "JOBYARD_WORKER_TIMEOUT_S": "5", **ONE_CPU}
+    cluster = make_cluster(redis_url, ClusterSpec(env=env, agents=({}, {})))
+    job_id = submit(cluster, ["sh", "-c", "echo start; sleep 5; echo done"])
+    first = cluster.wait_for_state(job_id, {"RUNNING"}, timeout_s=30)["worker_id"]
+    victim = cluster.worker_process(first)
+
+    def containers_of_first() -> list:
+        return labelled(docker_client, first)
+
+    # RUNNING comes just before the container does: kill the agent once it runs.
+    wait_until(containers_of_first, timeout=30)
+    cluster.kill(victim)
+
+    assert containers_of_first(), "the first attempt's container died with its agent"
+    job = cluster.wait_for_state(job_id, TERMINAL, timeout_s=40)
+    assert (job["state"], job["attempt"]) == ("COMPLETED", 2)
+    assert job["worker_id"] != first
+    events = cluster.client.events(job_id)["events"]
+    assert [(e["to"], e["reason"]) for e in events if e["to"] == "QUEUED"][1:] == [
+        ("QUEUED", "lost")
+    ]
+    # The first attempt may have sent its "start" before it died, never its "done".
+    text = "".join(c["data"] for c in full_output(cluster, job_id))
+    assert text in ("start\ndone\n", "start\nstart\ndone\n"), text
+
+    # Restarted from its state directory, the dead agent removes what its earlier
+    # worker id left behind and joins as a new worker; the job stays as it ended.
+    cluster.restart(victim)
+    wait_until(lambda: not containers_of_first(), timeout=30, message=cluster.logs)
+    wait_until(
+        lambda: sum(w["status"] == "alive" for w in cluster.client.workers()["workers"]) == 2,
+        timeout=30,
     )
-    try:
-        cluster.start_all(workers=2, JOBYARD_WORKER_CPU="1", JOBYARD_WORKER_MEMORY_MB="1024")
-        job_id = submit(cluster, ["sh", "-c", "echo start; sleep 5; echo done"])
-        first = cluster.wait_for_state(job_id, {"RUNNING"}, timeout_s=30)["worker_id"]
-        victim = cluster.worker_process(first)
-
-        def containers_of_first() -> list:
-            filters = {"label": f"jobyard.worker={first}"}
-            return docker_client.containers.list(all=True, filters=filters)
-
-        # RUNNING comes just before the container does: kill the agent once it runs.
-        wait_until(containers_of_first, timeout=30)
-        cluster.kill(victim)
-
-        assert containers_of_first(), "the first attempt's container died with its agent"
-        job = cluster.wait_for_state(job_id, TERMINAL, timeout_s=40)
-        assert (job["state"], job["attempt"]) == ("COMPLETED", 2)
-        assert job["worker_id"] != first
-        events = cluster.client.events(job_id)["events"]
-        assert [(e["to"], e["reason"]) for e in events if e["to"] == "QUEUED"][1:] == [
-            ("QUEUED", "lost")
-        ]
-        # The first attempt may have sent its "start" before it died, never its "done".
-        text = "".join(c["data"] for c in full_output(cluster, job_id))
-        assert text in ("start\ndone\n", "start\nstart\ndone\n"), text
-
-        # Restarted from its state directory, the dead agent removes what its earlier
-        # worker id left behind and joins as a new worker; the job stays as it ended.
-        cluster.restart(victim)
-        wait_until(lambda: not containers_of_first(), timeout=30, message=cluster.logs())
-        wait_until(
-            lambda: sum(w["status"] == "alive" for w in cluster.client.workers()["workers"]) == 2,
-            timeout=30,
-        )
-        assert cluster.client.job(job_id)["version"] == job["version"]
-        cluster.check_alive()
-    finally:
-        cluster.stop()
+    assert cluster.client.job(job_id)["version"] == job["version"]
+    cluster.check_alive()
 
 
 def test_a_frozen_agent_that_wakes_after_its_job_moved_on_is_refused(
-    redis_url: str, workdir: Path, docker_image: str, docker_client: docker.DockerClient
+    redis_url: str, make_cluster: MakeCluster, docker_client: docker.DockerClient
 ) -> None:
-    cluster = make_cluster(
-        redis_url,
-        workdir,
-        docker_image,
-        JOBYARD_REDIS_PREFIX="crash-frozen:",
-        JOBYARD_WORKER_TIMEOUT_S="5",
+    env = {"JOBYARD_REDIS_PREFIX": "crash-frozen:", "JOBYARD_WORKER_TIMEOUT_S": "5", **ONE_CPU}
+    cluster = make_cluster(redis_url, ClusterSpec(env=env, agents=({}, {})))
+    job_id = submit(cluster, ["sh", "-c", "sleep 2; echo done"])
+    first = cluster.wait_for_state(job_id, {"RUNNING"}, timeout_s=30)["worker_id"]
+    victim = cluster.worker_process(first)
+    process = cluster.processes[victim]
+    wait_until(lambda: labelled(docker_client, first), timeout=30)
+
+    process.send_signal(signal.SIGSTOP)  # a partition, as the control plane sees it
+    job = cluster.wait_for_state(job_id, TERMINAL, timeout_s=40)
+    process.send_signal(signal.SIGCONT)
+
+    assert (job["state"], job["attempt"]) == ("COMPLETED", 2)
+    log = cluster.workdir / f"{victim}.log"
+    # Its container ended meanwhile: what it reports about attempt 1 is refused as stale
+    # (409), and its heartbeat learns the worker was declared lost (410): it rejoins.
+    wait_until(lambda: "status=409" in log.read_text(), timeout=20, message=cluster.logs)
+    wait_until(lambda: "event=worker_lost" in log.read_text(), timeout=20)
+    final = cluster.client.job(job_id)
+    assert (final["state"], final["attempt"], final["version"]) == (
+        "COMPLETED",
+        2,
+        job["version"],
     )
-    try:
-        cluster.start_all(workers=2, JOBYARD_WORKER_CPU="1", JOBYARD_WORKER_MEMORY_MB="1024")
-        job_id = submit(cluster, ["sh", "-c", "sleep 2; echo done"])
-        first = cluster.wait_for_state(job_id, {"RUNNING"}, timeout_s=30)["worker_id"]
-        victim = cluster.worker_process(first)
-        process = cluster.processes[victim]
-        filters = {"label": f"jobyard.worker={first}"}
-        wait_until(lambda: docker_client.containers.list(all=True, filters=filters), timeout=30)
-
-        process.send_signal(signal.SIGSTOP)  # a partition, as the control plane sees it
-        job = cluster.wait_for_state(job_id, TERMINAL, timeout_s=40)
-        process.send_signal(signal.SIGCONT)
-
-        assert (job["state"], job["attempt"]) == ("COMPLETED", 2)
-        log = workdir / f"{victim}.log"
-        # Its container ended meanwhile: what it reports about attempt 1 is refused as stale
-        # (409), and its heartbeat learns the worker was declared lost (410): it rejoins.
-        wait_until(lambda: "status=409" in log.read_text(), timeout=20, message=cluster.logs())
-        wait_until(lambda: "event=worker_lost" in log.read_text(), timeout=20)
-        final = cluster.client.job(job_id)
-        assert (final["state"], final["attempt"], final["version"]) == (
-            "COMPLETED",
-            2,
-            job["version"],
-        )
-        cluster.check_alive()
-    finally:
-        cluster.stop()
+    cluster.check_alive()
 
 
 def test_jobs_queued_and_running_survive_kill_9_of_the_api_and_the_scheduler(
-    redis_url: str, workdir: Path, docker_image: str
+    redis_url: str, make_cluster: MakeCluster, docker_client: docker.DockerClient
 ) -> None:
-    cluster = make_cluster(redis_url, workdir, docker_image, JOBYARD_REDIS_PREFIX="crash-cp:")
-    try:
-        cluster.start_all(workers=1, JOBYARD_WORKER_CPU="0.5", JOBYARD_WORKER_MEMORY_MB="1024")
-        ids = [submit(cluster, ["sh", "-c", f"sleep 1; echo job {n}"]) for n in range(6)]
-        cluster.wait_for_state(ids[0], {"RUNNING"}, timeout_s=30)
-        assert cluster.client.stats()["counts"]["QUEUED"] >= 3
+    env = {"JOBYARD_REDIS_PREFIX": "crash-cp:", "JOBYARD_WORKER_CPU": "0.5"}
+    cluster = make_cluster(redis_url, ClusterSpec(env={**ONE_CPU, **env}))
+    ids = [submit(cluster, ["sh", "-c", f"sleep 1; echo job {n}"]) for n in range(6)]
+    cluster.wait_for_state(ids[0], {"RUNNING"}, timeout_s=30)
+    assert cluster.client.stats()["counts"]["QUEUED"] >= 3
 
-        cluster.kill("api")
-        cluster.kill("scheduler")
-        worker_log = workdir / "worker0.log"
-        # Jobs write and end while nobody listens: the agent keeps it all and retries.
-        wait_until(lambda: "event=output_retrying" in worker_log.read_text(), timeout=20)
-        time.sleep(2)  # the outage outlasts the running jobs: no event to wait for
-        cluster.check_alive()
-        cluster.restart("api")
-        cluster.restart("scheduler")
-        cluster.wait_ready()
+    cluster.kill("api")
+    cluster.kill("scheduler")
+    worker_log = cluster.workdir / "worker0.log"
+    # Jobs write and end while nobody listens: the agent keeps it all and retries.
+    wait_until(lambda: "event=output_retrying" in worker_log.read_text(), timeout=20)
+    # The outage outlasts the jobs that were running: their containers end and go.
+    wait_until(lambda: not running_containers(docker_client, cluster.worker_ids()), timeout=30)
+    cluster.check_alive()
+    cluster.restart("api")
+    cluster.restart("scheduler")
+    cluster.wait_ready()
 
-        finished = [cluster.wait_for_state(job_id, TERMINAL, timeout_s=60) for job_id in ids]
-        assert [(job["state"], job["attempt"]) for job in finished] == [("COMPLETED", 1)] * 6
-        for n, job_id in enumerate(ids):
-            assert "".join(c["data"] for c in full_output(cluster, job_id)) == f"job {n}\n"
-        assert not list((workdir / "agent0" / "results").glob("*.json"))
-        cluster.check_alive()
-    finally:
-        cluster.stop()
+    finished = [cluster.wait_for_state(job_id, TERMINAL, timeout_s=60) for job_id in ids]
+    assert [(job["state"], job["attempt"]) for job in finished] == [("COMPLETED", 1)] * 6
+    for n, job_id in enumerate(ids):
+        assert "".join(c["data"] for c in full_output(cluster, job_id)) == f"job {n}\n"
+    assert not list((cluster.workdir / "agent0" / "results").glob("*.json"))
+    cluster.check_alive()
 
 
 class Submitter:
@@ -220,12 +193,11 @@ def assert_unavailable(cluster: Cluster, job_id: str) -> None:
 
 
 def test_every_acknowledged_job_completes_across_a_kill_9_of_redis(
-    durable_redis: DurableRedis, workdir: Path, docker_image: str
+    durable_redis: DurableRedis, make_cluster: MakeCluster, docker_client: docker.DockerClient
 ) -> None:
-    cluster = make_cluster(durable_redis.url, workdir, docker_image)
+    cluster = make_cluster(durable_redis.url, ClusterSpec(env=ONE_CPU))
     submitter: Submitter | None = None
     try:
-        cluster.start_all(workers=1, JOBYARD_WORKER_CPU="1", JOBYARD_WORKER_MEMORY_MB="1024")
         sleepers = [submit(cluster, ["sh", "-c", "sleep 2; echo slept"]) for _ in range(6)]
         submitter = Submitter(cluster)
         cluster.wait_for_state(sleepers[0], {"RUNNING"}, timeout_s=30)
@@ -233,7 +205,9 @@ def test_every_acknowledged_job_completes_across_a_kill_9_of_redis(
 
         durable_redis.kill()
         assert_unavailable(cluster, sleepers[0])
-        time.sleep(3)  # an outage that outlasts the running jobs: no event to wait for
+        # An outage that outlasts the jobs that were running: their containers end and go.
+        workers = cluster.worker_ids()
+        wait_until(lambda: not running_containers(docker_client, workers), timeout=30)
         assert_unavailable(cluster, sleepers[0])
         cluster.check_alive()
         durable_redis.start()
@@ -252,38 +226,33 @@ def test_every_acknowledged_job_completes_across_a_kill_9_of_redis(
     finally:
         if submitter is not None:
             submitter.stop()
-        cluster.stop()
 
 
 def test_output_written_while_redis_is_down_is_stored_once_and_in_order(
-    durable_redis: DurableRedis, workdir: Path, docker_image: str
+    durable_redis: DurableRedis, make_cluster: MakeCluster
 ) -> None:
-    cluster = make_cluster(durable_redis.url, workdir, docker_image)
-    # 32 KiB lines every 100 ms: five seconds of outage are more than the agent's 1 MiB of
-    # memory buffer, so the rest goes through its disk spool.
+    cluster = make_cluster(durable_redis.url, ClusterSpec(env=ONE_CPU))
+    # 32 KiB lines every 100 ms: the outage below lasts until they are more than the agent's
+    # 1 MiB of memory buffer, so the rest goes through its disk spool.
     script = (
         "pad=$(head -c 32768 /dev/zero | tr '\\0' x); i=0; "
         'while [ $i -lt 120 ]; do echo "line $i $pad"; i=$((i+1)); sleep 0.1; done'
     )
-    try:
-        cluster.start_all(workers=1, JOBYARD_WORKER_CPU="1", JOBYARD_WORKER_MEMORY_MB="1024")
-        job_id = cluster.client.submit(
-            {"command": ["sh", "-c", script], "resources": {"cpu": 0.5, "memory_mb": 64}}
-        )["id"]
-        wait_until(lambda: len(full_output(cluster, job_id)) >= 5, timeout=30)
+    job_id = cluster.client.submit(
+        {"command": ["sh", "-c", script], "resources": {"cpu": 0.5, "memory_mb": 64}}
+    )["id"]
+    wait_until(lambda: len(full_output(cluster, job_id)) >= 5, timeout=30)
 
-        durable_redis.kill()
-        time.sleep(5)  # the outage itself: output keeps coming meanwhile
-        cluster.check_alive()
-        durable_redis.start()
+    durable_redis.kill()
+    log = cluster.workdir / "worker0.log"
+    wait_until(lambda: "event=output_spooled" in log.read_text(), timeout=30, message=cluster.logs)
+    cluster.check_alive()
+    durable_redis.start()
 
-        job = cluster.wait_for_state(job_id, TERMINAL, timeout_s=60)
-        assert (job["state"], job["attempt"], job["output_truncated"]) == ("COMPLETED", 1, False)
-        text = "".join(c["data"] for c in full_output(cluster, job_id) if c["stream"] == "stdout")
-        pad = "x" * 32768
-        assert text.splitlines() == [f"line {i} {pad}" for i in range(120)]
-        assert "event=output_spooled" in (workdir / "worker0.log").read_text()
-        assert not list((workdir / "agent0" / "spool").iterdir())
-        cluster.check_alive()
-    finally:
-        cluster.stop()
+    job = cluster.wait_for_state(job_id, TERMINAL, timeout_s=60)
+    assert (job["state"], job["attempt"], job["output_truncated"]) == ("COMPLETED", 1, False)
+    text = "".join(c["data"] for c in full_output(cluster, job_id) if c["stream"] == "stdout")
+    pad = "x" * 32768
+    assert text.splitlines() == [f"line {i} {pad}" for i in range(120)]
+    assert not list((cluster.workdir / "agent0" / "spool").iterdir())
+    cluster.check_alive()

@@ -3,34 +3,13 @@ scheduler, a worker agent running jobs in Docker, and a real redis-server."""
 
 import json
 import socket
-import time
-from collections.abc import Iterator
 
 import pytest
 import requests
 
 from shared.client import ApiError
 from tests.e2e.cluster import ADMIN_TOKEN, TERMINAL, Cluster
-
-pytestmark = [pytest.mark.e2e, pytest.mark.docker]
-
-IMAGE = "jobyard/busybox:latest"
-
-
-@pytest.fixture(scope="module")
-def cluster(
-    redis_url: str, docker_image: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Cluster]:
-    cluster = Cluster(
-        redis_url,
-        tmp_path_factory.mktemp("cluster"),
-        {"JOBYARD_EXECUTOR": "docker", "JOBYARD_DEFAULT_IMAGE": docker_image},
-    )
-    try:
-        cluster.start_all(workers=1, JOBYARD_WORKER_CPU="2", JOBYARD_WORKER_MEMORY_MB="2048")
-        yield cluster
-    finally:
-        cluster.stop()
+from tests.helpers import wait_until
 
 
 def run(cluster: Cluster, command: list[str], **spec: object) -> dict:
@@ -86,10 +65,7 @@ def test_a_missing_image_fails_with_the_daemons_reason(cluster: Cluster) -> None
 def test_a_job_bigger_than_any_worker_waits_with_a_reason(cluster: Cluster) -> None:
     job = cluster.client.submit({"command": ["true"], "resources": {"cpu": 4, "memory_mb": 64}})
     cluster.wait_for_state(job["id"], {"QUEUED"})
-    deadline = time.monotonic() + 10
-    while not cluster.client.job(job["id"])["pending_reason"]:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    wait_until(lambda: cluster.client.job(job["id"])["pending_reason"], timeout=10)
     fetched = cluster.client.job(job["id"])
     assert fetched["state"] == "QUEUED"
     assert "largest worker has 2 CPU, 2048 MB; job needs 4 CPU, 64 MB" in fetched["pending_reason"]

@@ -18,37 +18,19 @@ import requests
 from shared.client import ApiClient, ApiError, ServerEvent, parse_events, stream_events
 from shared.store.keys import Keys
 from shared.store.tokens import token_hash
-from tests.e2e.cluster import ADMIN_TOKEN, JOBYARD, JOIN_TOKEN, TERMINAL, Cluster
+from tests.e2e.cluster import ADMIN_TOKEN, JOBYARD, JOIN_TOKEN, TERMINAL, Cluster, ClusterSpec
 from tests.helpers import wait_until
-
-pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 
 PREFIX = "streams:"
 MIB = 1024 * 1024
 SMALL = {"cpu": 0.25, "memory_mb": 64}
 USERS = {"alice": "alice-token", "bob": "bob-token"}
+CLUSTER = ClusterSpec(env={"JOBYARD_REDIS_PREFIX": PREFIX, "JOBYARD_MAX_OUTPUT_BYTES": str(MIB)})
 
 
-@pytest.fixture(scope="module")
-def cluster(
-    redis_url: str, docker_image: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Cluster]:
-    cluster = Cluster(
-        redis_url,
-        tmp_path_factory.mktemp("streams"),
-        {
-            "JOBYARD_EXECUTOR": "docker",
-            "JOBYARD_DEFAULT_IMAGE": docker_image,
-            "JOBYARD_REDIS_PREFIX": PREFIX,
-            "JOBYARD_MAX_OUTPUT_BYTES": str(MIB),
-        },
-    )
-    try:
-        cluster.start_all(workers=1, JOBYARD_WORKER_CPU="2", JOBYARD_WORKER_MEMORY_MB="2048")
-        add_user_tokens(redis_url)
-        yield cluster
-    finally:
-        cluster.stop()
+@pytest.fixture(scope="module", autouse=True)
+def user_tokens(cluster: Cluster) -> None:
+    add_user_tokens(cluster.redis_url)
 
 
 def add_user_tokens(redis_url: str) -> None:

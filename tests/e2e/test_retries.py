@@ -3,55 +3,27 @@ a job once its backoff has passed), one agent running jobs in Docker and one run
 as plain processes, and a real redis-server."""
 
 import shlex
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from shared.client import ApiError
-from tests.e2e.cluster import TERMINAL, Cluster
-from tests.helpers import wait_until
-
-pytestmark = [pytest.mark.e2e, pytest.mark.docker]
+from tests.e2e.cluster import TERMINAL, Cluster, ClusterSpec
 
 DOCKER = {"runs": "docker"}
 PROCESS = {"runs": "process"}
-
-
-@pytest.fixture(scope="module")
-def cluster(
-    redis_url: str, docker_image: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Cluster]:
-    cluster = Cluster(
-        redis_url,
-        tmp_path_factory.mktemp("retries"),
-        {
-            "JOBYARD_DEFAULT_IMAGE": docker_image,
-            "JOBYARD_REDIS_PREFIX": "retries:",
-            "JOBYARD_RETRY_BACKOFF_S": "0.5",
-            "JOBYARD_RETRY_BACKOFF_MAX_S": "1",
-            "JOBYARD_WORKER_CPU": "2",
-            "JOBYARD_WORKER_MEMORY_MB": "2048",
-        },
-    )
-    try:
-        cluster.start_all(workers=1, JOBYARD_EXECUTOR="docker", JOBYARD_WORKER_LABELS="runs=docker")
-        cluster.start(
-            "worker-process",
-            "worker",
-            JOBYARD_EXECUTOR="process",
-            JOBYARD_WORKER_LABELS="runs=process",
-            JOBYARD_AGENT_STATE_DIR=str(cluster.workdir / "agent-process"),
-        )
-        wait_until(
-            lambda: len(cluster.client.workers()["workers"]) == 2 or cluster.check_alive(),
-            timeout=20,
-            message="the process agent did not register",
-        )
-        yield cluster
-    finally:
-        cluster.stop()
+CLUSTER = ClusterSpec(
+    env={
+        "JOBYARD_REDIS_PREFIX": "retries:",
+        "JOBYARD_RETRY_BACKOFF_S": "0.5",
+        "JOBYARD_RETRY_BACKOFF_MAX_S": "1",
+    },
+    agents=(
+        {"JOBYARD_WORKER_LABELS": "runs=docker"},
+        {"JOBYARD_EXECUTOR": "process", "JOBYARD_WORKER_LABELS": "runs=process"},
+    ),
+)
 
 
 def test_a_job_that_always_fails_runs_once_per_retry_then_fails(cluster: Cluster) -> None:

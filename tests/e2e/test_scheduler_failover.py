@@ -3,41 +3,16 @@ one and the standby takes over, with no job placed twice."""
 
 import signal
 import time
-from collections.abc import Iterator
 
-import pytest
+from tests.e2e.cluster import TERMINAL, Cluster, ClusterSpec
 
-from tests.e2e.cluster import TERMINAL, Cluster
-
-pytestmark = [pytest.mark.e2e, pytest.mark.docker]
-
-
-@pytest.fixture
-def cluster(
-    redis_url: str, docker_image: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Cluster]:
-    cluster = Cluster(
-        redis_url,
-        tmp_path_factory.mktemp("failover"),
-        {
-            "JOBYARD_EXECUTOR": "docker",
-            "JOBYARD_DEFAULT_IMAGE": docker_image,
-            "JOBYARD_REDIS_PREFIX": "failover:",
-        },
-    )
-    try:
-        cluster.start_all(workers=1, JOBYARD_WORKER_CPU="2", JOBYARD_WORKER_MEMORY_MB="2048")
-        cluster.start("scheduler-b", "scheduler")
-        yield cluster
-    finally:
-        cluster.stop()
+CLUSTER = ClusterSpec(env={"JOBYARD_REDIS_PREFIX": "failover:"}, schedulers=2)
 
 
 def leader(cluster: Cluster) -> str:
     """The running scheduler process whose log says it leads (and has not since stood by)."""
-    for name in ("scheduler", "scheduler-b"):
-        if name not in cluster.processes:
-            continue
+    schedulers = [name for name in cluster.processes if name.startswith("scheduler")]
+    for name in schedulers:
         log = (cluster.workdir / f"{name}.log").read_text()
         if "event=leading" in log and log.rfind("event=leading") > log.rfind("event=standby"):
             return name

@@ -14,15 +14,13 @@ from tests.e2e.soak import SoakPlan, checks, run_soak
 from tests.e2e.soak.__main__ import table
 from tests.e2e.soak.chaos import Kill
 from tests.e2e.soak.checks import Figures
-from tests.helpers import require_binary
 from tests.store_support import assign, register, submit
 from worker_agent.executors.docker import LABEL_WORKER
 
-pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 
-
+@pytest.mark.e2e  # its processes are the soak's own, not the cluster fixture's
+@pytest.mark.usefixtures("redis_server_binary")
 def test_every_job_ends_once_and_nothing_is_left_behind(docker_image: str, tmp_path: Path) -> None:
-    require_binary("redis-server", "redis-server")
     plan = SoakPlan(jobs=120, agents=3, submit_rate=4.0)
     figures = run_soak(plan, tmp_path)
     print(table(figures))
@@ -37,7 +35,6 @@ def test_every_job_ends_once_and_nothing_is_left_behind(docker_image: str, tmp_p
     assert figures.containers_left == figures.containers_left_running == 0
 
 
-@pytest.mark.redis
 def test_the_checks_see_a_stuck_job_its_reservation_and_a_leftover_container(
     redis_url: str, docker_client: docker.DockerClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,4 +1,5 @@
-"""Integration tests: the store against a real redis-server (started by tests/conftest.py)."""
+"""Integration tests: the store against a real redis-server (started by tests/conftest.py,
+whose redis_url fixture gives each of these tests the redis mark)."""
 
 from collections.abc import Iterator
 
@@ -6,8 +7,6 @@ import pytest
 
 from shared.store import Store, connect
 from tests.store_support import ManualClock
-
-pytestmark = pytest.mark.redis
 
 
 @pytest.fixture

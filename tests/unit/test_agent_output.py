@@ -148,9 +148,11 @@ def test_output_keeps_buffering_while_the_api_is_unreachable() -> None:
     api = FakeApi(failures=[ApiUnreachable("down")] * 5)
     streamer = streamer_for(api, flush_interval_s=0.01)
 
-    for n in range(50):
+    for n in range(25):
         streamer.sink("stdout", b"%d," % n, 1.0)
-        time.sleep(0.001)
+    wait_until(lambda: api.posts, timeout=2)  # a post has failed: the rest comes meanwhile
+    for n in range(25, 50):
+        streamer.sink("stdout", b"%d," % n, 1.0)
     assert streamer.close(timeout_s=5)
 
     assert api.text("stdout") == "".join(f"{n}," for n in range(50))
@@ -241,7 +243,7 @@ def test_a_character_split_across_reads_is_decoded_whole() -> None:
     encoded = "héllo €".encode()
 
     streamer.sink("stdout", encoded[:2], 1.0)  # ends inside "é"
-    time.sleep(0.05)  # let the first half go out alone
+    wait_until(lambda: api.delivered, timeout=2)  # the first half goes out alone
     streamer.sink("stdout", encoded[2:-1], 2.0)  # ends inside "€"
     streamer.sink("stderr", b"\xff", 3.0)  # not UTF-8 at all
     streamer.close(timeout_s=5)

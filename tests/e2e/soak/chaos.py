@@ -77,7 +77,7 @@ class Chaos:
                     if victim is not None:
                         self.kills.append(self._kill_agent(victim))
                         next_agent_kill = now + self.rng.uniform(*self.plan.agent_kill_every_s)
-            time.sleep(TICK_S)
+            time.sleep(TICK_S)  # the chaos clock: each tick looks at what is due
 
     def _victim(self) -> str | None:
         """A random agent that has registered since it was last killed (else the kill
@@ -99,7 +99,7 @@ class Chaos:
         held = self._held(worker_id)
         self._killed_ids.add(worker_id)
         self._log(f"killed {name} worker={worker_id} held={held}")
-        time.sleep(self.plan.agent_down_s)
+        time.sleep(self.plan.agent_down_s)  # the agent's outage is the behaviour tested
         self.cluster.restart(name)  # same state dir: it removes what its old ids left
         return Kill("agent", name, at, time.time() - at, worker_id, held)
 
@@ -118,7 +118,7 @@ class Chaos:
             self.redis_server.kill()
         else:
             self.cluster.kill(name)
-        time.sleep(self.plan.outage_s)
+        time.sleep(self.plan.outage_s)  # the outage is the behaviour tested
         if name == "redis":
             self.redis_server.start()
         else:

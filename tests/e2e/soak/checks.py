@@ -226,7 +226,7 @@ def _check_containers(store: Store, figures: Figures) -> None:
             left = [c for c in listed if c["Labels"].get(LABEL_WORKER) in ours]
             if not left or time.monotonic() > deadline:
                 break
-            time.sleep(0.5)
+            time.sleep(0.5)  # a wait on the listing above, up to CONTAINERS_TIMEOUT_S
     finally:
         client.close()
     running = [c for c in left if c["State"] == "running"]

@@ -2,11 +2,14 @@
 the submitter and the chaos together, then the checks."""
 
 import time
+from contextlib import closing
 from pathlib import Path
+
+import docker
 
 from shared.states import TERMINAL_STATES
 from shared.store import Store, connect
-from tests.e2e.cluster import ADMIN_TOKEN, Cluster, DurableRedis
+from tests.e2e.cluster import ADMIN_TOKEN, Cluster, DurableRedis, remove_leftover_containers
 from tests.e2e.soak.chaos import Chaos
 from tests.e2e.soak.checks import Figures, measure
 from tests.e2e.soak.plan import SoakPlan
@@ -59,6 +62,9 @@ def run_soak(plan: SoakPlan, workdir: Path) -> Figures:
     finally:
         cluster.stop()
         redis_server.stop()
+        # measure() has counted what was left; the next run must not find it.
+        with closing(docker.from_env()) as client:
+            remove_leftover_containers(client, cluster.worker_ids())
 
 
 def wait_terminal(store: Store, jobs: int, stall_s: float) -> None:
@@ -72,4 +78,4 @@ def wait_terminal(store: Store, jobs: int, stall_s: float) -> None:
             return
         if now_ended != ended:
             ended, last_progress = now_ended, time.monotonic()
-        time.sleep(POLL_S)
+        time.sleep(POLL_S)  # a wait on the counts above, ended by them or by a stall
