@@ -16,8 +16,6 @@ from tests.helpers import Captured, wait_until
 from worker_agent.executors.base import ExecResult, JobRun
 from worker_agent.executors.docker import DockerExecutor, attach_output
 
-pytestmark = pytest.mark.docker
-
 IMAGE = "jobyard/busybox:latest"
 MIB = 1024 * 1024
 LABELS = ("jobyard.job", "jobyard.attempt", "jobyard.worker")

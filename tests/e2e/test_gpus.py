@@ -3,48 +3,25 @@ machine without them): placed on the worker that offers GPUs, given its devices 
 agent, refused by the daemon, so it ends FAILED with reason `error` and the daemon's
 message, never COMPLETED without its devices; the reservation is given back."""
 
-from collections.abc import Iterator
-
 import docker
 import pytest
 
-from tests.e2e.cluster import TERMINAL, Cluster
+from tests.e2e.cluster import TERMINAL, Cluster, ClusterSpec
 
-pytestmark = [pytest.mark.e2e, pytest.mark.docker]
+CLUSTER = ClusterSpec(
+    # The session's Redis is shared: other modules' workers must not be seen here.
+    env={"JOBYARD_REDIS_PREFIX": "gpus:"},
+    agents=(
+        {"JOBYARD_WORKER_CPU": "2", "JOBYARD_WORKER_MEMORY_MB": "2048", "JOBYARD_WORKER_GPUS": "2"},
+    ),
+)
 
 
-@pytest.fixture(scope="module")
-def cluster(
-    redis_url: str,
-    docker_client: docker.DockerClient,
-    docker_image: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Cluster]:
+def test_gpus_the_daemon_cannot_give_fail_the_job_with_its_message(
+    cluster: Cluster, docker_client: docker.DockerClient
+) -> None:
     if "nvidia" in (docker_client.info().get("Runtimes") or {}):
         pytest.skip("this daemon can hand out GPUs; the failure path needs one that cannot")
-    cluster = Cluster(
-        redis_url,
-        tmp_path_factory.mktemp("cluster"),
-        {
-            "JOBYARD_EXECUTOR": "docker",
-            "JOBYARD_DEFAULT_IMAGE": docker_image,
-            # The session's Redis is shared: other modules' workers must not be seen here.
-            "JOBYARD_REDIS_PREFIX": "gpus:",
-        },
-    )
-    try:
-        cluster.start_all(
-            workers=1,
-            JOBYARD_WORKER_CPU="2",
-            JOBYARD_WORKER_MEMORY_MB="2048",
-            JOBYARD_WORKER_GPUS="2",
-        )
-        yield cluster
-    finally:
-        cluster.stop()
-
-
-def test_gpus_the_daemon_cannot_give_fail_the_job_with_its_message(cluster: Cluster) -> None:
     (worker,) = cluster.client.workers()["workers"]
     assert worker["capacity"]["gpus"] == 2
 

@@ -24,8 +24,6 @@ from shared.store.streams import START_OF_FEED
 from shared.store.tokens import token_hash
 from tests.store_support import ManualClock, assign, register, submit
 
-pytestmark = pytest.mark.redis
-
 ADMIN = {"Authorization": "Bearer admin-token"}
 BOB = {"Authorization": "Bearer bob-token"}
 CONFIG = Config.from_env({}, admin_token="admin-token", worker_join_token="join-token")

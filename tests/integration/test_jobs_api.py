@@ -17,8 +17,6 @@ from shared.store import Store
 from shared.store.tokens import token_hash
 from tests.store_support import ManualClock, commit
 
-pytestmark = pytest.mark.redis
-
 ADMIN = {"Authorization": "Bearer admin-token"}
 JOIN = {"Authorization": "Bearer join-token"}
 BOB = {"Authorization": "Bearer bob-token"}

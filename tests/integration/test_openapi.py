@@ -22,8 +22,6 @@ from shared.store import Store
 from tests.helpers import free_port
 from tests.store_support import commit
 
-pytestmark = pytest.mark.redis
-
 ADMIN = {"Authorization": "Bearer admin-token"}
 JOIN = {"Authorization": "Bearer join-token"}
 CONFIG = Config.from_env(

@@ -2,11 +2,7 @@
 
 import time
 
-import pytest
-
 from tests.unit.test_store import *  # noqa: F403
-
-pytestmark = pytest.mark.redis
 
 
 def test_a_long_poll_outlasts_the_clients_socket_timeout(store: Store) -> None:  # noqa: F405

@@ -4,8 +4,6 @@ jobs from a version that kept no clocks are entered when a scheduler takes the l
 
 import threading
 
-import pytest
-
 from scheduler.loop import run_scheduler
 from scheduler.reaper import index_clocks, reap_once
 from shared.config import Config
@@ -13,8 +11,6 @@ from shared.store import Store
 from tests.helpers import wait_until
 from tests.store_support import ManualClock, assign, check_clocks, check_invariants, register
 from tests.store_support import submit as submit_job
-
-pytestmark = pytest.mark.redis
 
 CONFIG = Config.from_env({}, assign_timeout_s=60.0, deadline_grace_s=5.0)
 

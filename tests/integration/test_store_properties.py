@@ -42,8 +42,6 @@ from tests.store_support import (
     submit,
 )
 
-pytestmark = pytest.mark.redis
-
 PREFIX = "prop:"
 MAX_REQUEUES = 2  # the concurrent test's; the machine draws 0..2 so that both ends happen
 PICK = st.integers(0, 2**16)  # an index into whatever the rule chooses from

@@ -22,8 +22,6 @@ from shared.store import Store
 from shared.store.scripts import library
 from tests.store_support import assign, register, submit
 
-pytestmark = pytest.mark.redis
-
 # What the preamble defines, read back from Redis as JSON.
 READ_PREAMBLE = """
 local keys = {}
