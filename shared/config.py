@@ -97,6 +97,17 @@ def _image_list(text: str) -> tuple[str, ...]:
     return tuple(filter(None, (part.strip() for part in text.split(","))))
 
 
+def _rate_limits(text: str) -> str:
+    """'100/second;3000/minute': flask-limiter's notation, checked by its own parser."""
+    from limits import parse_many  # only the API needs it
+
+    try:
+        parse_many(text)
+    except ValueError:
+        raise ValueError("must be limits such as 100/second;3000/minute") from None
+    return text
+
+
 def _setting(env: str, default: Any, parse: Callable[[str], Any] = str) -> Any:
     metadata = {"env": env, "parse": parse}
     if isinstance(default, dict):
@@ -122,6 +133,11 @@ class Config:
     retry_backoff_s: float = _setting("JOBYARD_RETRY_BACKOFF_S", 1.0, _positive_float)
     retry_backoff_max_s: float = _setting("JOBYARD_RETRY_BACKOFF_MAX_S", 300.0, _positive_float)
     retention_s: float = _setting("JOBYARD_RETENTION_S", 7 * 86400.0, _positive_float)
+    worker_retention_s: float = _setting("JOBYARD_WORKER_RETENTION_S", 3600.0, _positive_float)
+    max_workers: int = _setting("JOBYARD_MAX_WORKERS", 10_000, _positive_int)
+    public_metrics: bool = _setting("JOBYARD_PUBLIC_METRICS", False, _bool)
+    rate_limit: str = _setting("JOBYARD_RATE_LIMIT", "200/second;6000/minute", _rate_limits)
+    worker_rate_limit: str = _setting("JOBYARD_WORKER_RATE_LIMIT", "500/second", _rate_limits)
     placement: str = _setting("JOBYARD_PLACEMENT", "binpack", _choice("binpack", "spread"))
     starvation_s: float = _setting("JOBYARD_STARVATION_S", 300.0, _positive_float)
     max_job_cpu: float = _setting("JOBYARD_MAX_JOB_CPU", 64.0, _positive_float)
@@ -132,7 +148,8 @@ class Config:
     default_image: str = _setting("JOBYARD_DEFAULT_IMAGE", "jobyard/busybox:latest")
     allowed_images: tuple[str, ...] = _setting("JOBYARD_ALLOWED_IMAGES", (), _image_list)
     allow_network: bool = _setting("JOBYARD_ALLOW_NETWORK", False, _bool)
-    container_user: str = _setting("JOBYARD_CONTAINER_USER", "")
+    container_user: str = _setting("JOBYARD_CONTAINER_USER", "65534:65534")
+    readonly_rootfs: bool = _setting("JOBYARD_READONLY_ROOTFS", True, _bool)
     pids_limit: int = _setting("JOBYARD_PIDS_LIMIT", 256, _positive_int)
     agent_state_dir: str = _setting("JOBYARD_AGENT_STATE_DIR", ".jobyard/agent")
     worker_cpu: float | None = _setting("JOBYARD_WORKER_CPU", None, _optional_float)
