@@ -12,7 +12,13 @@ from flask_smorest import Api, Blueprint
 from werkzeug.exceptions import HTTPException
 
 from shared.schemas.errors import ErrorSchema
-from shared.store.errors import InvalidState, NotFound, StaleAttempt
+from shared.store.errors import (
+    InvalidState,
+    NotFound,
+    NotYourAttempt,
+    StaleAttempt,
+    WorkerLimit,
+)
 from shared.store.workers import WorkerLost
 
 log = logging.getLogger("jobyard.api")
@@ -121,9 +127,18 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(
         StaleAttempt, lambda exc: error_response(409, "stale_attempt", str(exc))
     )
+    # Before StaleAttempt's handler in effect: Flask picks the most derived class's.
+    app.register_error_handler(
+        NotYourAttempt, lambda exc: error_response(403, "forbidden", str(exc))
+    )
     app.register_error_handler(
         InvalidState,
         lambda exc: error_response(409, "invalid_state", str(exc), {"state": exc.state}),
+    )
+    # 503, which agents retry: the cap frees up as workers leave or pass their retention.
+    app.register_error_handler(
+        WorkerLimit,
+        lambda exc: error_response(503, "worker_limit", str(exc), {"max_workers": exc.limit}),
     )
     app.register_error_handler(
         WorkerLost,

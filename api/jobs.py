@@ -8,7 +8,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from api.auth import current, require
-from api.errors import Invalid, JobNotFound, documents_errors
+from api.errors import Forbidden, Invalid, JobNotFound, documents_errors
 from api.extensions import services
 from shared.resources import Resources, cpu_to_millicores
 from shared.schemas.jobs import (
@@ -38,6 +38,18 @@ def _visible_job(job_id: str) -> dict[str, Any]:
     if not principal.is_admin and job["owner"] != principal.name:
         raise JobNotFound(f"no job {job_id}")
     return job
+
+
+def _listed_owner(asked: str | None) -> str | None:
+    """Whose jobs a list shows (None: everyone's). A user's own, always: naming another
+    owner is refused rather than ignored, so a client never takes their own list for
+    someone else's."""
+    principal = current()
+    if principal.is_admin:
+        return asked
+    if asked is not None and asked != principal.name:
+        raise Forbidden("a user may list only their own jobs")
+    return principal.name
 
 
 def _checked_request(args: dict[str, Any]) -> Resources:
@@ -100,18 +112,20 @@ class Jobs(MethodView):
     @blp.arguments(JobListArgsSchema(), location="query")
     @blp.response(200, JobListSchema)
     def get(self, args: dict[str, Any]) -> Any:
-        """Jobs newest first, with counts per state."""
-        principal = current()
+        """Jobs newest first, with counts per state: a user's own; an admin's of every owner,
+        or of `owner`."""
+        owner = _listed_owner(args.get("owner"))
         label = tuple(args["label"].split("=", 1)) if "label" in args else None
-        jobs, next_cursor = services().store.jobs.query(
-            owner=None if principal.is_admin else principal.name,
+        store = services().store
+        jobs, next_cursor = store.jobs.query(
+            owner=owner,
             state=args.get("state"),
             worker=args.get("worker"),
             label=label,
             limit=args["limit"],
             cursor=args.get("cursor"),
         )
-        return {"jobs": jobs, "next_cursor": next_cursor, "counts": services().store.jobs.counts()}
+        return {"jobs": jobs, "next_cursor": next_cursor, "counts": store.jobs.counts(owner)}
 
 
 @blp.route("/<string:job_id>")
@@ -128,7 +142,7 @@ class Job(MethodView):
     def delete(self, job_id: str) -> None:
         """A finished job, with its output and history; other states 409."""
         _visible_job(job_id)
-        services().store.jobs.delete(job_id)
+        services().store.jobs.delete(job_id, actor=current().name)
 
 
 @blp.route("/<string:job_id>/events")
@@ -150,7 +164,7 @@ class JobCancel(MethodView):
     def post(self, job_id: str) -> Any:
         """QUEUED ends CANCELLED at once; ASSIGNED/RUNNING is stopped by its agent."""
         _visible_job(job_id)
-        services().store.jobs.cancel(job_id)
+        services().store.jobs.cancel(job_id, actor=current().name)
         return services().store.jobs.get(job_id)
 
 
@@ -162,7 +176,7 @@ class JobRetry(MethodView):
     def post(self, job_id: str) -> Any:
         """FAILED or CANCELLED: queued again, as a new attempt; other states 409."""
         _visible_job(job_id)
-        services().store.jobs.retry(job_id)
+        services().store.jobs.retry(job_id, actor=current().name)
         return services().store.jobs.get(job_id)
 
 

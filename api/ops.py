@@ -7,7 +7,7 @@ from flask import Response
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from api.auth import require
+from api.auth import current, require
 from api.errors import documents_errors, error_response
 from api.extensions import services
 from shared.resources import Resources
@@ -31,7 +31,9 @@ def readyz() -> Any:
     return {"status": "ready"}
 
 
-def cluster_stats() -> dict[str, Any]:
+def cluster_stats(owner: str | None = None) -> dict[str, Any]:
+    """The cluster's figures; the job counts and queue depth are `owner`'s alone when given
+    (a user's stats), every owner's when None."""
     store = services().store
     workers = store.workers.all()
     capacity = sum(
@@ -41,7 +43,7 @@ def cluster_stats() -> dict[str, Any]:
     by_status: dict[str, int] = {}
     for worker in workers:
         by_status[worker["status"]] = by_status.get(worker["status"], 0) + 1
-    counts = store.jobs.counts()
+    counts = store.jobs.counts(owner)
     return {
         "counts": counts,
         "queue_depth": counts["QUEUED"],
@@ -61,7 +63,10 @@ class Stats(MethodView):
     @documents_errors(blp, 401, 403, 503)
     @blp.response(200, StatsSchema)
     def get(self) -> Any:
-        return cluster_stats()
+        """Job counts and queue depth (a user's own; every owner's for an admin), and the
+        cluster's workers, capacity and reservation."""
+        principal = current()
+        return cluster_stats(None if principal.is_admin else principal.name)
 
 
 @probes.get("/metrics")

@@ -42,7 +42,8 @@ class Register(MethodView):
     @blp.arguments(RegisterSchema())
     @blp.response(201, RegisteredSchema)
     def post(self, body: dict[str, Any]) -> Any:
-        """Join the pool with the worker join token; answers the worker's own token."""
+        """Join the pool with the worker join token; answers the worker's own token. 503
+        (code worker_limit) while JOBYARD_MAX_WORKERS worker records exist."""
         worker_id = f"{_short_host(body['hostname'])}-{secrets.token_hex(4)}"
         token = secrets.token_urlsafe(32)
         cap = body["capacity"]
@@ -54,6 +55,7 @@ class Register(MethodView):
             slots=body["max_parallel_jobs"],
             labels=body["labels"],
             executor=body["executor"],
+            max_workers=services().config.max_workers,
         )
         return {
             "worker_id": worker_id,

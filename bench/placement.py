@@ -164,6 +164,7 @@ def seed_workers(workdir: Path, jobs_snapshot: Path, count: int) -> Path:
                 slots=view.slots,
                 labels={},
                 executor="process",
+                max_workers=count,  # the bench's own pool, past any deployment's cap
             )
         return save(store, server.data_dir, workdir / f"workers-{count}.rdb")
 

@@ -124,6 +124,7 @@ def seed(store: Store, count: int) -> None:
         slots=count,
         labels={},
         executor="process",
+        max_workers=1,
     )
     job_ids = [f"j{n:06d}" for n in range(count)]
     for job_id in job_ids:

@@ -4,7 +4,9 @@ declared lost and their jobs requeued (or failed past JOBYARD_MAX_REQUEUES); ass
 not started within JOBYARD_ASSIGN_TIMEOUT_S are requeued as stale; runs past their
 timeout_s plus JOBYARD_DEADLINE_GRACE_S fail as timed out even if their agent is silent
 (or wait for an automatic retry); jobs whose retry backoff has passed re-enter the queue;
-finished jobs older than JOBYARD_RETENTION_S are deleted with their output.
+finished jobs older than JOBYARD_RETENTION_S are deleted with their output, and workers lost
+longer than JOBYARD_WORKER_RETENTION_S with their tokens (so that JOBYARD_MAX_WORKERS
+records are never all lost ones for long).
 
 Every clock is a sorted set scored by time, kept by the scripts that move jobs, so a pass
 is a few range queries however many jobs are queued, assigned or running."""
@@ -21,6 +23,8 @@ log = logging.getLogger("jobyard.reaper")
 # batches per pass keep up with thousands of jobs finishing a second.
 PURGE_BATCH = 200
 PURGE_BATCHES_PER_PASS = 10
+# Lost workers are forgotten the same way: bounded batches, each one script.
+FORGET_BATCH = 200
 
 
 def reap_once(store: Store, config: Config, hearing_since: float = 0.0) -> None:
@@ -44,6 +48,7 @@ def reap_once(store: Store, config: Config, hearing_since: float = 0.0) -> None:
     for job_id in scheduling.promote_retries():
         log.info("event=retry_due job=%s", job_id)
     purge_finished(store, config.retention_s)
+    forget_lost_workers(store, config.worker_retention_s)
 
 
 def index_clocks(store: Store) -> None:
@@ -65,6 +70,19 @@ def purge_finished(store: Store, retention_s: float) -> int:
     if deleted:
         log.info("event=retention_purged jobs=%d", deleted)
     return deleted
+
+
+def forget_lost_workers(store: Store, retention_s: float) -> int:
+    """Remove workers lost more than retention_s ago, a bounded number per pass."""
+    forgotten = 0
+    for _ in range(PURGE_BATCHES_PER_PASS):
+        gone = store.workers.forget_lost(retention_s, FORGET_BATCH)
+        forgotten += len(gone)
+        for worker_id in gone:
+            log.info("event=worker_forgotten worker=%s", worker_id)
+        if len(gone) < FORGET_BATCH:
+            break
+    return forgotten
 
 
 def _describe(moved: dict[str, str]) -> str:

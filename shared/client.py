@@ -42,8 +42,9 @@ class ApiUnreachable(ApiError):
 # Any other 4xx is an answer (bad input, not found, conflict, gone) no repeat can change.
 TRANSIENT_STATUSES = frozenset({0, 408, 429})
 # Answers to a worker about one of its attempts meaning it is not the worker's any more
-# (unknown, superseded, the worker lost): the job must die and its output is moot.
-STALE_ATTEMPT = frozenset({404, 409, 410})
+# (unknown, never its own, superseded, the worker lost): the job must die and its output
+# is moot.
+STALE_ATTEMPT = frozenset({403, 404, 409, 410})
 # Answers meaning the worker's identity is gone (token refused, declared lost): join anew.
 WORKER_LOST = frozenset({401, 410})
 

@@ -47,6 +47,14 @@ AT = Field("at", FieldType.TIMESTAMP, "when the change was made")
 # when its version is newer than the one it holds (DESIGN §2).
 VERSION = Field("version", FieldType.INTEGER, "the job's version after this change")
 JOB_STATE = Field("state", FieldType.JOB_STATE, "the job's state, which this change kept")
+# Who asked for a change a person makes (submit, cancel, retry, delete): the token's name.
+ACTOR = Field(
+    "actor",
+    FieldType.STRING,
+    "the name of the token that asked for this change; null when the system or a worker "
+    "made it",
+    True,
+)
 
 KINDS: tuple[Kind, ...] = (
     Kind(
@@ -61,6 +69,7 @@ KINDS: tuple[Kind, ...] = (
             Field("attempt", FieldType.INTEGER, "the job's attempt after the change"),
             Field("worker_id", FieldType.STRING, "the worker of that attempt", True),
             VERSION,
+            ACTOR,
         ),
     ),
     Kind(
@@ -68,7 +77,7 @@ KINDS: tuple[Kind, ...] = (
         Subject.JOB,
         "A user asked to cancel an ASSIGNED or RUNNING job (GET shows cancel_requested: "
         "true); its agent stops it, and a `job` event to CANCELLED follows.",
-        (AT, JOB_STATE, VERSION),
+        (AT, JOB_STATE, VERSION, ACTOR),
     ),
     Kind(
         "job_pending",
@@ -93,9 +102,9 @@ KINDS: tuple[Kind, ...] = (
     Kind(
         "job_deleted",
         Subject.JOB,
-        "The job and its output were deleted, by a user or past retention: GET answers 404 "
-        "from now on.",
-        (AT, Field("state", FieldType.JOB_STATE, "the state it ended in"), VERSION),
+        "The job and its output were deleted, by a user or past retention (actor null): GET "
+        "answers 404 from now on.",
+        (AT, Field("state", FieldType.JOB_STATE, "the state it ended in"), VERSION, ACTOR),
     ),
     Kind(
         "worker",
@@ -106,7 +115,8 @@ KINDS: tuple[Kind, ...] = (
     Kind(
         "worker_removed",
         Subject.WORKER,
-        "A worker deregistered: GET /workers no longer lists it and its token is revoked.",
+        "A worker deregistered, or was lost longer than JOBYARD_WORKER_RETENTION_S: GET "
+        "/workers no longer lists it and its token is revoked.",
         (AT,),
     ),
 )

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
+from shared.config import Config
 from shared.feed import BY_NAME, Subject
 from shared.resources import Resources
 from shared.states import ACTIVE_STATES, TERMINAL_STATES, TRANSITIONS, JobState
@@ -56,6 +57,7 @@ def register(
         slots=slots,
         labels={},
         executor="docker",
+        max_workers=Config.from_env({}).max_workers,
     )
     return worker_id
 
@@ -89,6 +91,7 @@ def check_invariants(store: Store) -> None:
             assert job_id not in seen, f"{job_id} in {seen.get(job_id)} and {state}"
             seen[job_id] = state.value
             assert r.hget(keys.job(job_id), "state") == state.value
+    check_owner_counts(store, seen)
     queue = set(r.zrange(keys.queue, 0, -1))
     queued = set(r.zrange(keys.state(JobState.QUEUED), 0, -1))
     waiting = dict(r.zrange(keys.retries, 0, -1, withscores=True))
@@ -115,6 +118,25 @@ def check_invariants(store: Store) -> None:
         assert reserved["memory_mb"] == sum(j["resources"]["memory_mb"] for j in jobs)
         assert reserved["jobs"] <= worker["max_parallel_jobs"]
         assert reserved["cpu"] <= worker["capacity"]["cpu"]
+
+
+def check_owner_counts(store: Store, states: dict[str, str]) -> None:
+    """The per-owner counts are the state indexes intersected with each owner's jobs, and
+    name no owner in a state where they have none (a field at 0 is removed)."""
+    r, keys = store.redis, store.keys
+    pipe = r.pipeline(transaction=False)
+    for job_id in states:
+        pipe.hget(keys.job(job_id), "owner")
+    expected: Counter[str] = Counter(
+        f"{owner}\t{state}" for owner, state in zip(pipe.execute(), states.values(), strict=True)
+    )
+    stored = {field: int(n) for field, n in r.hgetall(keys.owner_counts).items()}
+    assert stored == dict(expected), (stored, dict(expected))
+    for field in expected:
+        owner, _ = field.split("\t")
+        assert store.jobs.counts(owner) == {
+            state.value: expected[f"{owner}\t{state.value}"] for state in JobState
+        }
 
 
 def check_clocks(store: Store) -> None:
@@ -159,6 +181,7 @@ def check_store_invariants(store: Store) -> None:
     # Only jobs in the queue have a queue deadline (one waiting to retry gets it on entering).
     assert set(deadlines) <= set(r.zrange(keys.queue, 0, -1))
 
+    check_worker_records(store)
     statuses = {}
     for worker in store.workers.all():
         reserved, capacity = worker["reserved"], worker["capacity"]
@@ -221,6 +244,32 @@ def check_store_invariants(store: Store) -> None:
         assert last["state"] in TERMINAL_STATES, (job_id, last)
         assert last["version"] == events[-2]["version"] + 1, job_id
         assert not r.exists(keys.job(job_id), keys.job_events(job_id), keys.job_output(job_id))
+
+
+def check_worker_records(store: Store) -> None:
+    """Every worker record is listed in the workers index and the index names no other;
+    exactly the lost ones wait out their retention in lost_workers; every worker token
+    belongs to a worker whose record is there, and no per-worker key outlives its record."""
+    r, keys = store.redis, store.keys
+    listed = set(r.zrange(keys.workers, 0, -1))
+    records = {
+        key.removeprefix(keys.worker(""))
+        for key in r.scan_iter(match=keys.worker("*"), count=1000)
+        if r.type(key) == "hash"
+    }
+    assert records == listed, records ^ listed
+    pipe = r.pipeline(transaction=False)
+    for worker_id in sorted(listed):
+        pipe.hget(keys.worker(worker_id), "status")
+    lost = {w for w, status in zip(sorted(listed), pipe.execute(), strict=True) if status == "lost"}
+    assert set(r.zrange(keys.lost_workers, 0, -1)) == lost
+    for raw in r.hvals(keys.tokens):
+        record = json.loads(raw)
+        if record.get("role") == "worker":
+            assert record["worker_id"] in listed, f"the token of {record['worker_id']} outlived it"
+    for key in r.scan_iter(match=keys.worker("*:*"), count=1000):
+        worker_id = key.removeprefix(keys.worker("")).rsplit(":", 1)[0]
+        assert worker_id in listed, f"{key} outlived its worker"
 
 
 def check_history(

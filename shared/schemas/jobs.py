@@ -107,6 +107,13 @@ class JobSchema(Schema):
 
 class JobListArgsSchema(Schema):
     state = fields.String(validate=validate.OneOf([s.value for s in JobState]))
+    owner = fields.String(
+        validate=validate.Length(min=1, max=200),
+        metadata={
+            "description": "admins: only this owner's jobs, and counts of theirs; a user may "
+            "name only themselves (another owner is 403)"
+        },
+    )
     worker = fields.String(validate=validate.Length(max=100))
     label = fields.String(validate=validate.Regexp(r"^[^=]+=.*$", error="must be KEY=VALUE"))
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
@@ -116,7 +123,14 @@ class JobListArgsSchema(Schema):
 class JobListSchema(Schema):
     jobs = fields.List(fields.Nested(JobSchema))
     next_cursor = fields.Integer(allow_none=True)
-    counts = fields.Dict(keys=fields.String(), values=fields.Integer())
+    counts = fields.Dict(
+        keys=fields.String(),
+        values=fields.Integer(),
+        metadata={
+            "description": "jobs per state: a user's own; for an admin every owner's, or "
+            "those of `owner` when it is given"
+        },
+    )
 
 
 class EventSchema(Schema):
@@ -127,6 +141,13 @@ class EventSchema(Schema):
     attempt = fields.Integer()
     worker_id = fields.String(allow_none=True)
     version = fields.Integer()
+    actor = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "who asked for the change (a token's name: the submitter, or who "
+            "cancelled or retried it); null when the system or a worker made it"
+        },
+    )
 
 
 class EventListSchema(Schema):
@@ -157,8 +178,14 @@ class OutputSchema(Schema):
 
 
 class StatsSchema(Schema):
-    counts = fields.Dict(keys=fields.String(), values=fields.Integer())
-    queue_depth = fields.Integer()
+    counts = fields.Dict(
+        keys=fields.String(),
+        values=fields.Integer(),
+        metadata={"description": "jobs per state: a user's own, every owner's for an admin"},
+    )
+    queue_depth = fields.Integer(
+        metadata={"description": "QUEUED jobs: a user's own, every owner's for an admin"}
+    )
     workers = fields.Dict(keys=fields.String(), values=fields.Integer())
     # Sums over workers: not one job's request, so none of its limits apply.
     capacity = fields.Nested(ResourceAmountsSchema)

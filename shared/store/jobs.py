@@ -11,7 +11,7 @@ from typing import Any
 
 from shared.resources import Resources
 from shared.states import JobState
-from shared.store.errors import InvalidState, NotFound, StaleAttempt
+from shared.store.errors import InvalidState, NotFound, NotYourAttempt, StaleAttempt
 from shared.store.records import chunk_from_entry, job_from_hash
 from shared.store.scripts import StorePart
 
@@ -138,24 +138,32 @@ class JobStore(StorePart):
         # Scanned enough for one request: hand back a cursor to go on from.
         return found, int(top[1:])
 
-    def counts(self) -> dict[str, int]:
-        raw = self.redis.hgetall(self.keys.counts)
-        return {state.value: int(raw.get(state.value, 0)) for state in JobState}
+    def counts(self, owner: str | None = None) -> dict[str, int]:
+        """Jobs per state: every owner's (None), or one owner's."""
+        if owner is None:
+            raw = self.redis.hgetall(self.keys.counts)
+            return {state.value: int(raw.get(state.value, 0)) for state in JobState}
+        fields = [f"{owner}\t{state.value}" for state in JobState]
+        values = self.redis.hmget(self.keys.owner_counts, fields)
+        return {state.value: int(v or 0) for state, v in zip(JobState, values, strict=True)}
 
     def events(self, job_id: str) -> list[dict[str, Any]]:
         return [json.loads(e) for e in self.redis.lrange(self.keys.job_events(job_id), 0, -1)]
 
-    def cancel(self, job_id: str) -> Transition:
-        """QUEUED ends CANCELLED now; ASSIGNED/RUNNING is flagged for its agent to stop."""
-        return self._user_action("cancel", job_id, "it cannot be cancelled")
+    def cancel(self, job_id: str, actor: str | None = None) -> Transition:
+        """QUEUED ends CANCELLED now; ASSIGNED/RUNNING is flagged for its agent to stop.
+        `actor`, the name of who asked, goes on the job's event and the feed's."""
+        return self._user_action("cancel", job_id, actor, "it cannot be cancelled")
 
-    def retry(self, job_id: str) -> Transition:
+    def retry(self, job_id: str, actor: str | None = None) -> Transition:
         """FAILED or CANCELLED goes back to QUEUED; its next assignment is a new attempt."""
-        return self._user_action("retry", job_id, "only FAILED or CANCELLED jobs can be retried")
+        return self._user_action(
+            "retry", job_id, actor, "only FAILED or CANCELLED jobs can be retried"
+        )
 
-    def delete(self, job_id: str) -> None:
+    def delete(self, job_id: str, actor: str | None = None) -> None:
         """Delete a terminal job with its output and history."""
-        (status,) = self._delete([job_id], cutoff=None)
+        (status,) = self._delete([job_id], cutoff=None, actor=actor)
         if status == "not_found":
             raise NotFound(f"no job {job_id}")
         if status != "deleted":
@@ -170,14 +178,16 @@ class JobStore(StorePart):
         due = self.redis.zrangebyscore(self.keys.finished, "-inf", cutoff, start=0, num=limit)
         return sum(1 for status in self._delete(due, cutoff) if status == "deleted")
 
-    def _delete(self, job_ids: Sequence[str], cutoff: float | None) -> list[str]:
+    def _delete(
+        self, job_ids: Sequence[str], cutoff: float | None, actor: str | None = None
+    ) -> list[str]:
         if not job_ids:
             return []
         pipe = self.redis.pipeline(transaction=False)
         for job_id in job_ids:
             pipe.hmget(self.keys.job(job_id), "owner", "idem")
         keys = self.keys.common() + [self.keys.jobs]
-        args: list[Any] = [self.clock(), "" if cutoff is None else cutoff]
+        args: list[Any] = [self.clock(), "" if cutoff is None else cutoff, actor or ""]
         for job_id, (owner, idem) in zip(job_ids, pipe.execute(), strict=True):
             # Owner and key never change once stored; the script checks they still match.
             owner, idem = owner or "", idem or ""
@@ -191,11 +201,13 @@ class JobStore(StorePart):
             args += [job_id, owner, idem]
         return list(self.scripts.run("delete", keys, args))
 
-    def _user_action(self, script: str, job_id: str, refusal: str) -> Transition:
+    def _user_action(
+        self, script: str, job_id: str, actor: str | None, refusal: str
+    ) -> Transition:
         status, state, version = self.scripts.run(
             script,
             self.keys.common() + [self.keys.job(job_id), self.keys.job_events(job_id)],
-            [self.clock(), job_id],
+            [self.clock(), job_id, actor or ""],
         )
         if status == "not_found":
             raise NotFound(f"no job {job_id}")
@@ -256,7 +268,8 @@ class JobStore(StorePart):
         to cancel the job, so the agent learns it with its next post."""
         status, _stored, cancel = self.scripts.run(
             "output",
-            self.keys.common() + [self.keys.job(job_id), self.keys.job_output(job_id)],
+            self.keys.common()
+            + [self.keys.job(job_id), self.keys.job_output(job_id), self.keys.job_events(job_id)],
             [
                 worker_id,
                 attempt,
@@ -268,6 +281,8 @@ class JobStore(StorePart):
         )
         if status == "not_found":
             raise NotFound(f"no job {job_id}")
+        if status == "forbidden":
+            raise _not_yours(job_id, attempt)
         if status == "stale":
             raise StaleAttempt(f"attempt {attempt} of job {job_id} is not current")
         return cancel == 1
@@ -294,6 +309,15 @@ def _worker_call_outcome(job_id: str, attempt: int, reply: list[Any]) -> Transit
     status, state, version = reply
     if status == "not_found":
         raise NotFound(f"no job {job_id}")
+    if status == "forbidden":
+        raise _not_yours(job_id, attempt)
     if status == "stale":
-        raise StaleAttempt(f"attempt {attempt} of job {job_id} is not current (job is {state})")
+        # The state only when the script tells it: not while another worker holds the job.
+        known = f" (job is {state})" if state else ""
+        raise StaleAttempt(f"attempt {attempt} of job {job_id} is not current{known}")
     return Transition(state, version)
+
+
+def _not_yours(job_id: str, attempt: int) -> NotYourAttempt:
+    # Names only what the worker sent: not the job's state, nor who holds it.
+    return NotYourAttempt(f"attempt {attempt} of job {job_id} is not this worker's")

@@ -21,6 +21,13 @@ class Keys:
         return f"{self.prefix}counts"
 
     @property
+    def owner_counts(self) -> str:
+        """Hash: "<owner>\t<state>" -> number of that owner's jobs in it (owners are token
+        names, which have no tab); a field that reaches 0 is removed, so the hash holds only
+        owners with jobs."""
+        return f"{self.prefix}owner_counts"
+
+    @property
     def events(self) -> str:
         """Stream of every job and worker change (the dashboard's feed)."""
         return f"{self.prefix}events"
@@ -79,6 +86,12 @@ class Keys:
         return f"{self.prefix}workers"
 
     @property
+    def lost_workers(self) -> str:
+        """Sorted set of the ids of workers declared lost, scored by when: the reaper removes
+        their records JOBYARD_WORKER_RETENTION_S later."""
+        return f"{self.prefix}workers:lost"
+
+    @property
     def scheduler_lease(self) -> str:
         """String holding the active scheduler's token, with a time to live."""
         return f"{self.prefix}scheduler:lease"
@@ -109,6 +122,7 @@ class Keys:
             "K_FINISHED": self.finished,
             "K_ASSIGNED_AT": self.assigned_at,
             "K_RUN_DEADLINES": self.run_deadlines,
+            "K_OWNER_COUNTS": self.owner_counts,
         }
 
     # Per job

@@ -32,6 +32,7 @@ SCRIPT_NAMES = (
     "drain",
     "deregister",
     "lost",
+    "forget",
     "lease",
     "expire",
     "reap",

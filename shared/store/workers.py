@@ -7,7 +7,7 @@ from typing import Any
 
 from shared.resources import Resources
 from shared.states import JobState
-from shared.store.errors import InvalidState, NotFound
+from shared.store.errors import InvalidState, NotFound, WorkerLimit
 from shared.store.records import job_from_hash, worker_from_hash
 from shared.store.scripts import StorePart
 
@@ -31,11 +31,14 @@ class WorkerStore(StorePart):
         slots: int,
         labels: dict[str, str],
         executor: str,
+        max_workers: int,
     ) -> None:
+        """Store a new worker and its token's hash; WorkerLimit when `max_workers` worker
+        records (lost ones included) exist already."""
         record = json.dumps(
             {"name": f"worker:{worker_id}", "role": "worker", "worker_id": worker_id}
         )
-        self.scripts.run(
+        status = self.scripts.run(
             "register",
             self.keys.common() + [self.keys.worker(worker_id), self.keys.workers, self.keys.tokens],
             [
@@ -50,8 +53,11 @@ class WorkerStore(StorePart):
                 slots,
                 json.dumps(labels),
                 executor,
+                max_workers,
             ],
         )
+        if status == "full":
+            raise WorkerLimit(max_workers)
 
     def heartbeat(
         self, worker_id: str, metrics: dict[str, Any], running: Iterable[tuple[str, int]]
@@ -102,6 +108,7 @@ class WorkerStore(StorePart):
             self.keys.worker_jobs(worker_id),
             self.keys.worker_inbox(worker_id),
             self.keys.tokens,
+            self.keys.lost_workers,
         ]
         status = self.scripts.run("deregister", keys, [self.clock(), worker_id])
         if status == "not_found":
@@ -118,6 +125,7 @@ class WorkerStore(StorePart):
                 self.keys.worker(worker_id),
                 self.keys.worker_jobs(worker_id),
                 self.keys.worker_inbox(worker_id),
+                self.keys.lost_workers,
             ]
             for job_id in job_ids:
                 keys += [self.keys.job(job_id), self.keys.job_events(job_id)]
@@ -129,6 +137,22 @@ class WorkerStore(StorePart):
             if reply[0] == "ok":
                 return dict(zip(reply[1::2], reply[2::2], strict=True))
             # An assignment landed between the read and the script: read again.
+
+    def forget_lost(self, retention_s: float, limit: int) -> list[str]:
+        """Remove up to `limit` workers lost more than retention_s ago, with their token
+        hashes and per-worker keys, in one script. Returns the ids removed."""
+        cutoff = self.clock() - retention_s
+        due = self.redis.zrangebyscore(self.keys.lost_workers, "-inf", cutoff, start=0, num=limit)
+        if not due:
+            return []
+        keys = self.keys.common() + [self.keys.workers, self.keys.lost_workers, self.keys.tokens]
+        for worker_id in due:
+            keys += [
+                self.keys.worker(worker_id),
+                self.keys.worker_jobs(worker_id),
+                self.keys.worker_inbox(worker_id),
+            ]
+        return list(self.scripts.run("forget", keys, [self.clock(), cutoff, *due]))
 
     def pop_assigned(self, worker_id: str, wait_s: float) -> list[dict[str, Any]]:
         """Block up to `wait_s` for jobs newly assigned to this worker; returns all that are

@@ -30,7 +30,7 @@ from shared.config import Config
 from shared.resources import Resources
 from shared.states import ACTIVE_STATES, RETRYABLE_REASONS, TERMINAL_STATES, JobState
 from shared.store import Store, connect
-from shared.store.errors import InvalidState, NotFound, StaleAttempt
+from shared.store.errors import InvalidState, NotFound, NotYourAttempt, StaleAttempt
 from shared.store.jobs import Backoff
 from shared.store.workers import WorkerLost
 from tests.store_support import (
@@ -151,7 +151,8 @@ class WorkerModel:
     capacity: Resources
     slots: int
     last_seen: float
-    status: str = "alive"  # alive, draining, lost, or gone once deregistered
+    status: str = "alive"  # alive, draining, lost, or gone once deregistered or forgotten
+    lost_at: float | None = None  # first declared lost: its retention runs from then
 
 
 class StoreMachine(RuleBasedStateMachine):
@@ -273,6 +274,7 @@ class StoreMachine(RuleBasedStateMachine):
             slots=slots,
             labels={},
             executor="process",
+            max_workers=1000,  # more than a sequence registers: test_workers covers the cap
         )
         self.workers[worker_id] = WorkerModel(hostname, capacity, slots, self.clock())
 
@@ -426,24 +428,37 @@ class StoreMachine(RuleBasedStateMachine):
     )
     def stale_call(self, pick: int, call: str, how: str) -> None:
         """A call naming an attempt that is not current, or not this worker's, or about a
-        job that is no longer active: StaleAttempt, and nothing changes."""
+        job that is no longer active: StaleAttempt, and nothing changes. An attempt the
+        worker never held (another worker's, one not made yet) is NotYourAttempt (403); one
+        it held and lost, plain StaleAttempt (409)."""
         job_id = self._choose(sorted(self.jobs), pick)
         job = self.jobs[job_id]
         worker_id, attempt = job.worker or "w-never", job.attempt
+        # None: either (an older attempt may have been this worker's or another's).
+        never_held: bool | None = True
         if how == "older attempt" and attempt > 0:
             attempt -= 1
+            never_held = None
         elif how == "other worker":
             worker_id = f"{worker_id}-other"
         elif how == "not active" and job.state not in ACTIVE_STATES and job.worker:
             # Its worker and attempt are still recorded (lost, requeued, failed, cancelled):
             # the worker that lost the job must still be refused. The worker whose result
             # ended the attempt repeating it is a duplicate instead (duplicate_finish).
+            never_held = False
             if call == "finish" and job.ended_by_agent:
                 attempt += 1
+                never_held = None  # stale if the job still names this worker, else 403
         else:
             attempt += 1
+            # A later attempt of a job the worker holds now is its own business (409); of a
+            # job it never held, not (403); of one it held once, as the job still says.
+            if job.state in ACTIVE_STATES:
+                never_held = False
+            elif job.worker:
+                never_held = None
         before = snapshot(self.raw)
-        with pytest.raises(StaleAttempt):
+        with pytest.raises(StaleAttempt) as refused:
             if call == "start":
                 self.store.jobs.start(job_id, worker_id, attempt)
             else:
@@ -451,6 +466,8 @@ class StoreMachine(RuleBasedStateMachine):
                     job_id, worker_id, attempt, exit_code=0, reason=None, error=None, metrics={}
                 )
         assert snapshot(self.raw) == before
+        if never_held is not None:
+            assert isinstance(refused.value, NotYourAttempt) == never_held, (how, refused.value)
 
     @precondition(lambda self: self._jobs_in(ASSIGNED, RUNNING))
     @rule(pick=PICK, exit_code=EXIT_CODES, reason=REASONS)
@@ -733,6 +750,23 @@ class StoreMachine(RuleBasedStateMachine):
             expected[job_id] = job.state.value
         assert self.store.workers.mark_lost(worker_id, max_requeues=max_requeues) == expected
         worker.status = "lost"
+        if worker.lost_at is None:  # declared again, its retention is not put off
+            worker.lost_at = self.clock()
+
+    @precondition(lambda self: self._workers_in("lost"))
+    @rule(retention=st.sampled_from([0, 5, 60]), limit=st.integers(1, 3))
+    def forget_lost_workers(self, retention: int, limit: int) -> None:
+        """Worker retention removes the workers lost longest ago, `limit` at a time, with
+        their tokens and keys (check_store_invariants finds no trace of them)."""
+        cutoff = self.clock() - retention
+        due = sorted(
+            (w.lost_at, worker_id)
+            for worker_id, w in self.workers.items()
+            if w.status == "lost" and w.lost_at is not None and w.lost_at <= cutoff
+        )[:limit]
+        assert self.store.workers.forget_lost(retention, limit) == [w for _, w in due]
+        for _, worker_id in due:
+            self.workers[worker_id].status = "gone"
 
     @precondition(lambda self: self.workers)
     @rule(pick=PICK)

@@ -48,6 +48,7 @@ def test_submit_creates_a_queued_job_with_its_first_event(store: Store) -> None:
             "attempt": 0,
             "worker_id": None,
             "version": 1,
+            "actor": "alice",  # the submitter
         }
     ]
     check_invariants(store)

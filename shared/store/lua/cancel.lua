@@ -4,16 +4,16 @@
 -- once), and its agent (told in its next output or heartbeat answer) stops the container and
 -- reports the attempt ended with reason cancelled.
 -- KEYS: common, job, job_events
--- ARGV: now, job_id
+-- ARGV: now, job_id, actor (the name of the person who asks)
 -- Returns {status, state, version}; status is cancelled, requested, conflict or not_found.
 local K_JOB, K_JOB_EVENTS = KEYS[COMMON + 1], KEYS[COMMON + 2]
-local now, job_id = ARGV[1], ARGV[2]
+local now, job_id, actor = ARGV[1], ARGV[2], ARGV[3]
 
 local state = redis.call('HGET', K_JOB, 'state')
 if not state then return {'not_found', '', 0} end
 if state == 'QUEUED' then
   local version = transition(K_JOB, K_JOB_EVENTS, job_id, 'QUEUED', 'CANCELLED', now,
-    {'reason', 'cancelled', 'finished_at', now}, {'pending_reason', 'retry_at'})
+    {'reason', 'cancelled', 'finished_at', now}, {'pending_reason', 'retry_at'}, nil, actor)
   return {'cancelled', 'CANCELLED', version}
 end
 if state == 'ASSIGNED' or state == 'RUNNING' then
@@ -22,6 +22,6 @@ if state == 'ASSIGNED' or state == 'RUNNING' then
   end
   redis.call('HSET', K_JOB, 'cancel_requested', '1')
   return {'requested', state,
-    job_changed(K_JOB, job_id, 'job_cancel_requested', now, {state = state})}
+    job_changed(K_JOB, job_id, 'job_cancel_requested', now, {state = state, actor = nullable(actor)})}
 end
 return {'conflict', state, 0}

@@ -1,13 +1,24 @@
 -- lib.lua: prepended to every script by shared/store/scripts.py, after the preamble it
 -- generates from shared/states.py and Keys.common(): COMMON and the K_* names of the common
 -- keys (counts, events, queue, wake, queue deadlines, retries, finished, assignment times,
--- run deadlines), STATE_INDEX (one index per state), TERMINAL, RETRYABLE, TRANSITIONS and
+-- run deadlines, per-owner counts), STATE_INDEX (one index per state), TERMINAL, RETRYABLE, TRANSITIONS and
 -- the *_CLEARS field lists. Each script's own keys start at KEYS[COMMON + 1].
 local EVENTS_MAXLEN = 100000
 
 local function nullable(value)
   if value == false or value == nil or value == '' then return cjson.null end
   return value
+end
+
+-- The per-state counters, global and the owner's, moved together: every script that puts a
+-- job in a state or takes it out (transition, submit, delete) counts through here.
+local function count(owner, state, delta)
+  redis.call('HINCRBY', K_COUNTS, state, delta)
+  local field = owner .. '\t' .. state
+  -- A field at 0 goes, so the hash names only owners that have jobs.
+  if redis.call('HINCRBY', K_OWNER_COUNTS, field, delta) == 0 then
+    redis.call('HDEL', K_OWNER_COUNTS, field)
+  end
 end
 
 local function wake_scheduler()
@@ -72,9 +83,11 @@ end
 -- QUEUED waits in K_RETRIES until then instead of entering the queue (promote.lua moves it
 -- on). A job not in `from`, or a move TRANSITIONS does not allow, fails the script before
 -- anything of the move is written: Redis does not undo what a script wrote before an error,
--- so callers make their other writes after it.
-local function transition(job_key, events_key, job_id, from, to, now, set, clear, retry_at)
-  local current = redis.call('HMGET', job_key, 'state', 'seq')
+-- so callers make their other writes after it. `actor` names the person who asked for the
+-- move (a cancel, a retry); nil for the system's and the workers' moves.
+local function transition(job_key, events_key, job_id, from, to, now, set, clear, retry_at,
+    actor)
+  local current = redis.call('HMGET', job_key, 'state', 'seq', 'owner')
   if current[1] ~= from or not (TRANSITIONS[from] or {})[to] then
     error({err = 'illegal transition: job ' .. job_id .. ' is ' .. tostring(current[1])
       .. ', asked to go ' .. tostring(from) .. ' -> ' .. tostring(to)})
@@ -93,8 +106,8 @@ local function transition(job_key, events_key, job_id, from, to, now, set, clear
   if TERMINAL[to] then redis.call('ZADD', K_FINISHED, now, job_id) end
   redis.call('ZREM', STATE_INDEX[from], job_id)
   redis.call('ZADD', STATE_INDEX[to], seq, job_id)
-  redis.call('HINCRBY', K_COUNTS, from, -1)
-  redis.call('HINCRBY', K_COUNTS, to, 1)
+  count(current[3], from, -1)
+  count(current[3], to, 1)
   if clear and #clear > 0 then redis.call('HDEL', job_key, unpack(clear)) end
   local version = redis.call('HINCRBY', job_key, 'version', 1)
   redis.call('HSET', job_key, 'state', to, 'updated_at', now, unpack(set or {}))
@@ -110,9 +123,10 @@ local function transition(job_key, events_key, job_id, from, to, now, set, clear
   local event = cjson.encode({
     at = tonumber(now), from = from, to = to, reason = nullable(h[3]),
     attempt = tonumber(h[1]), worker_id = nullable(h[2]), version = version,
+    actor = nullable(actor),
   })
   redis.call('RPUSH', events_key, event)
-  publish_job(job_key, 'job', job_id, event)
+  publish('job', job_id, event, current[3])
   return version
 end
 
@@ -132,6 +146,26 @@ end
 local function is_current(job_key, worker_id, attempt)
   local h = redis.call('HMGET', job_key, 'worker_id', 'attempt')
   return h[1] == worker_id and h[2] == attempt
+end
+
+-- For a worker naming an attempt that is not its current one: is the job its own now, or
+-- was that attempt (an earlier one, or one it lost)? Then 'stale' (409), with the job's
+-- `state` unless another worker holds the job now; else 'forbidden' (403) and '': nothing
+-- of a job that another worker holds, or that it never held, may reach it. Read from the
+-- job's history, whose ASSIGNED events name each attempt's worker; only refused calls pay
+-- for the read.
+local function refusal(job_key, events_key, worker_id, attempt, state)
+  local holder = redis.call('HGET', job_key, 'worker_id')
+  if holder == worker_id then return 'stale', state end
+  for _, raw in ipairs(redis.call('LRANGE', events_key, 0, -1)) do
+    local event = cjson.decode(raw)
+    if event.to == 'ASSIGNED' and event.worker_id == worker_id
+        and tostring(event.attempt) == attempt then
+      if holder and holder ~= '' then return 'stale', '' end
+      return 'stale', state
+    end
+  end
+  return 'forbidden', ''
 end
 
 

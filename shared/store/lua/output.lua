@@ -1,19 +1,21 @@
 -- output.lua: append an attempt's output chunks to the job's stream, at most once each and
 -- within the job's output cap.
--- KEYS: common, job, job_output
+-- KEYS: common, job, job_output, job_events
 -- ARGV: worker_id, attempt, max_bytes, chunks_json ([{seq, stream, at, data}], seq ascending),
 --       now, job_id
--- Returns {status, stored, cancel}: status ok, stale or not_found; stored is the number of
+-- Returns {status, stored, cancel}: status ok, stale, forbidden (an attempt never this
+-- worker's) or not_found; stored is the number of
 -- chunks kept; cancel is 1 when the user asked to cancel the job.
-local K_JOB, K_OUTPUT = KEYS[COMMON + 1], KEYS[COMMON + 2]
+local K_JOB, K_OUTPUT, K_JOB_EVENTS = KEYS[COMMON + 1], KEYS[COMMON + 2], KEYS[COMMON + 3]
 local worker_id, attempt, max_bytes = ARGV[1], ARGV[2], tonumber(ARGV[3])
 
 local h = redis.call('HMGET', K_JOB, 'state', 'out_seq', 'output_bytes', 'output_chunks',
   'output_truncated', 'cancel_requested')
 if not h[1] then return {'not_found', 0, 0} end
-if not is_current(K_JOB, worker_id, attempt) or (h[1] ~= 'ASSIGNED' and h[1] ~= 'RUNNING') then
-  return {'stale', 0, 0}
+if not is_current(K_JOB, worker_id, attempt) then
+  return {(refusal(K_JOB, K_JOB_EVENTS, worker_id, attempt, h[1])), 0, 0}
 end
+if h[1] ~= 'ASSIGNED' and h[1] ~= 'RUNNING' then return {'stale', 0, 0} end
 local last_seq = tonumber(h[2] or 0)
 local bytes, count, truncated = tonumber(h[3]), tonumber(h[4]), h[5] == '1'
 local stored = 0

@@ -4,7 +4,8 @@
 -- KEYS: common, job, job_events, worker, worker_jobs
 -- ARGV: now, job_id, worker_id, attempt, exit_code ('' if none), reason ('' if none),
 --       error, metrics_json, backoff_s, backoff_max_s
--- Returns {status, state, version}; status is ok, duplicate, stale or not_found.
+-- Returns {status, state, version}; status is ok, duplicate, stale, forbidden (an attempt
+-- never this worker's) or not_found; state is '' where refusal() tells none.
 local K_JOB, K_JOB_EVENTS, K_WORKER, K_WORKER_JOBS =
   KEYS[COMMON + 1], KEYS[COMMON + 2], KEYS[COMMON + 3], KEYS[COMMON + 4]
 local now, job_id, worker_id, attempt = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
@@ -12,7 +13,10 @@ local exit_code, reason, err, metrics = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 
 local state = redis.call('HGET', K_JOB, 'state')
 if not state then return {'not_found', '', 0} end
-if not is_current(K_JOB, worker_id, attempt) then return {'stale', state, 0} end
+if not is_current(K_JOB, worker_id, attempt) then
+  local why, told = refusal(K_JOB, K_JOB_EVENTS, worker_id, attempt, state)
+  return {why, told, 0}
+end
 if state ~= 'ASSIGNED' and state ~= 'RUNNING' then
   -- A repeat of this very report changes nothing (the job may be waiting to retry by now);
   -- an attempt the control plane ended (lost worker, deadline) was never this agent's to

@@ -29,9 +29,9 @@ redis.call('ZADD', K_JOBS, seq, job_id)
 redis.call('ZADD', K_OWNER, seq, job_id)
 redis.call('ZADD', STATE_INDEX.QUEUED, seq, job_id)
 enqueue(K_JOB, job_id, now)
-redis.call('HINCRBY', K_COUNTS, 'QUEUED', 1)
+count(owner, 'QUEUED', 1)
 local event = cjson.encode({at = tonumber(now), from = cjson.null, to = 'QUEUED',
-  reason = cjson.null, attempt = 0, worker_id = cjson.null, version = 1})
+  reason = cjson.null, attempt = 0, worker_id = cjson.null, version = 1, actor = owner})
 redis.call('RPUSH', K_JOB_EVENTS, event)
 publish('job', job_id, event, owner)
 if ARGV[9] == '1' then redis.call('SET', K_IDEM, job_id, 'EX', ARGV[10]) end
