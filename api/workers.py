@@ -7,7 +7,7 @@ from typing import Any
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from api.auth import require, require_own_worker
+from api.auth import current, require, require_own_worker
 from api.errors import documents_errors
 from api.extensions import services
 from shared.resources import Resources, cpu_to_millicores
@@ -32,7 +32,19 @@ class Workers(MethodView):
     @documents_errors(blp, 401, 403, 503)
     @blp.response(200, WorkerListSchema)
     def get(self) -> Any:
-        return {"workers": services().store.workers.all()}
+        """Every worker; a user sees among its running jobs only their own."""
+        store = services().store
+        workers = store.workers.all()
+        principal = current()
+        if not principal.is_admin:
+            # Another user's job is as good as absent, here too: not even its id.
+            ids = [job_id for w in workers for job_id in w["running_jobs"]]
+            owners = store.jobs.owners(ids)
+            for worker in workers:
+                worker["running_jobs"] = [
+                    j for j in worker["running_jobs"] if owners.get(j) == principal.name
+                ]
+        return {"workers": workers}
 
 
 @blp.route("/register")

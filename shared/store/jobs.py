@@ -99,6 +99,13 @@ class JobStore(StorePart):
             pipe.hgetall(self.keys.job(job_id))
         return [job_from_hash(h) for h in pipe.execute() if h]
 
+    def owners(self, job_ids: Sequence[str]) -> dict[str, str]:
+        """The owner of each job that still exists, in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hget(self.keys.job(job_id), "owner")
+        return {j: owner for j, owner in zip(job_ids, pipe.execute(), strict=True) if owner}
+
     def query(
         self,
         *,

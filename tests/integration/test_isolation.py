@@ -109,6 +109,23 @@ def test_a_list_and_the_feed_hold_only_the_users_own_jobs(
     assert {event["id"] for event in seen} == {carols, last}
 
 
+def test_the_workers_list_shows_a_user_only_their_own_running_jobs(
+    client: FlaskClient, store: Store
+) -> None:
+    bobs, carols = submit(client, BOB)["id"], submit(client, CAROL)["id"]
+    worker_id, _ = register(client, "host")
+    assert commit(store, [(bobs, worker_id), (carols, worker_id)]) == [1, 1]
+
+    def running(headers: dict[str, str]) -> list[str]:
+        [worker] = client.get("/api/v1/workers", headers=headers).get_json()["workers"]
+        jobs: list[str] = worker["running_jobs"]
+        return jobs
+
+    assert running(BOB) == [bobs]
+    assert running(CAROL) == [carols]
+    assert running(ADMIN) == sorted([bobs, carols])
+
+
 # Counts
 
 
