@@ -19,7 +19,7 @@ import redis
 
 from scheduler.backfill import reserve, starving
 from scheduler.placement import Placer
-from scheduler.reaper import index_clocks, reap_once
+from scheduler.reaper import index_clocks, reap_once, recount_owners
 from shared.config import Config
 from shared.pool import QueuedJob, WorkerView
 from shared.resources import Resources
@@ -169,6 +169,7 @@ def run_scheduler(
             if holds != leading:
                 if holds:
                     index_clocks(store)
+                    recount_owners(store)
                 leading = holds
                 log.info("event=%s token=%s", "leading" if holds else "standby", token)
             if not leading:

@@ -59,6 +59,14 @@ def index_clocks(store: Store) -> None:
         log.info("event=clocks_indexed jobs=%d", added)
 
 
+def recount_owners(store: Store) -> None:
+    """For a scheduler taking the lease: give the jobs of a version that kept no per-owner
+    counts theirs (once per store)."""
+    recounted = store.scheduling.recount_owners()
+    if recounted:
+        log.info("event=owner_counts_recounted owners=%d", recounted)
+
+
 def purge_finished(store: Store, retention_s: float) -> int:
     """Delete jobs finished more than retention_s ago, a bounded number per pass."""
     deleted = 0

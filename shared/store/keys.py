@@ -28,6 +28,12 @@ class Keys:
         return f"{self.prefix}owner_counts"
 
     @property
+    def owner_counts_recounted(self) -> str:
+        """String set once the per-owner counts were recounted from the indexes, for a store
+        whose jobs a version without per-owner counts made (see recount.lua)."""
+        return f"{self.prefix}owner_counts:recounted"
+
+    @property
     def events(self) -> str:
         """Stream of every job and worker change (the dashboard's feed)."""
         return f"{self.prefix}events"
@@ -138,6 +144,10 @@ class Keys:
 
     def owner_jobs(self, owner: str) -> str:
         return f"{self.prefix}owner:{owner}:jobs"
+
+    def owner_of_jobs_key(self, key: str) -> str:
+        """The owner an owner_jobs key is of (read back from a SCAN)."""
+        return key.removeprefix(self.owner_jobs("")[: -len(":jobs")]).removesuffix(":jobs")
 
     def idempotency(self, owner: str, key: str) -> str:
         return f"{self.prefix}idem:{owner}:{key}"

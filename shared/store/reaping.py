@@ -72,6 +72,22 @@ class ReaperQueries(StorePart):
                 added += int(self.scripts.run("clocks", keys, chunk))
         return added
 
+    def recount_owners(self) -> int:
+        """Once per store: recount the per-owner counts of every owner that has jobs or
+        counts (jobs a version without them made), one script per owner, for a scheduler
+        taking the lease. Returns how many owners were recounted (0 once done)."""
+        if self.redis.exists(self.keys.owner_counts_recounted):
+            return 0
+        owners = {
+            self.keys.owner_of_jobs_key(key)
+            for key in self.redis.scan_iter(match=self.keys.owner_jobs("*"), count=1000)
+        }
+        owners |= {field.split("\t", 1)[0] for field in self.redis.hkeys(self.keys.owner_counts)}
+        for owner in sorted(owners):
+            self.scripts.run("recount", self.keys.common() + [self.keys.owner_jobs(owner)], [owner])
+        self.redis.set(self.keys.owner_counts_recounted, "1")
+        return len(owners)
+
     def reap(
         self,
         job_id: str,

@@ -41,6 +41,7 @@ SCRIPT_NAMES = (
     "output",
     "snapshot",
     "clocks",
+    "recount",
 )
 
 

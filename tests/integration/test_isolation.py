@@ -186,6 +186,26 @@ def test_retention_takes_finished_jobs_out_of_their_owners_counts(
     check_store_invariants(store)
 
 
+def test_a_store_from_before_per_owner_counts_gets_them_once_a_scheduler_leads(
+    client: FlaskClient, store: Store
+) -> None:
+    bobs = [submit(client, BOB)["id"] for _ in range(3)]
+    carols = submit(client, CAROL)["id"]
+    client.post(f"/api/v1/jobs/{bobs[0]}/cancel", headers=BOB)
+    # As a version without them left the store; the moves since then count from nothing.
+    store.redis.delete(store.keys.owner_counts)
+    client.post(f"/api/v1/jobs/{bobs[1]}/cancel", headers=BOB)
+    client.post(f"/api/v1/jobs/{carols}/cancel", headers=CAROL)
+    client.delete(f"/api/v1/jobs/{carols}", headers=CAROL)  # carol has no job left
+    assert store.jobs.counts("bob")["QUEUED"] == -1
+
+    assert store.scheduling.recount_owners() == 2
+    assert store.jobs.counts("bob") == counts(QUEUED=1, CANCELLED=2)
+    assert store.jobs.counts("carol") == ZERO
+    check_store_invariants(store)
+    assert store.scheduling.recount_owners() == 0  # once per store
+
+
 # Who asked
 
 
