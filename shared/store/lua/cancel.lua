@@ -21,7 +21,7 @@ if state == 'ASSIGNED' or state == 'RUNNING' then
     return {'requested', state, tonumber(redis.call('HGET', K_JOB, 'version'))}
   end
   redis.call('HSET', K_JOB, 'cancel_requested', '1')
-  return {'requested', state,
-    job_changed(K_JOB, job_id, 'job_cancel_requested', now, {state = state, actor = nullable(actor)})}
+  return {'requested', state, job_changed(K_JOB, job_id, 'job_cancel_requested', now,
+    {state = state, actor = nullable(actor)})}
 end
 return {'conflict', state, 0}

@@ -1,8 +1,8 @@
 -- lib.lua: prepended to every script by shared/store/scripts.py, after the preamble it
 -- generates from shared/states.py and Keys.common(): COMMON and the K_* names of the common
 -- keys (counts, events, queue, wake, queue deadlines, retries, finished, assignment times,
--- run deadlines, per-owner counts), STATE_INDEX (one index per state), TERMINAL, RETRYABLE, TRANSITIONS and
--- the *_CLEARS field lists. Each script's own keys start at KEYS[COMMON + 1].
+-- run deadlines, per-owner counts), STATE_INDEX (one index per state), TERMINAL, RETRYABLE,
+-- TRANSITIONS and the *_CLEARS field lists. Each script's own keys start at KEYS[COMMON + 1].
 local EVENTS_MAXLEN = 100000
 
 local function nullable(value)

@@ -4,8 +4,8 @@
 -- ARGV: worker_id, attempt, max_bytes, chunks_json ([{seq, stream, at, data}], seq ascending),
 --       now, job_id
 -- Returns {status, stored, cancel}: status ok, stale, forbidden (an attempt never this
--- worker's) or not_found; stored is the number of
--- chunks kept; cancel is 1 when the user asked to cancel the job.
+-- worker's) or not_found; stored is the number of chunks kept; cancel is 1 when the user
+-- asked to cancel the job.
 local K_JOB, K_OUTPUT, K_JOB_EVENTS = KEYS[COMMON + 1], KEYS[COMMON + 2], KEYS[COMMON + 3]
 local worker_id, attempt, max_bytes = ARGV[1], ARGV[2], tonumber(ARGV[3])
 
