@@ -28,13 +28,21 @@ LONE_SURROGATE = "the request body has a string with a lone UTF-16 surrogate"
 
 
 def install(app: Flask) -> None:
+    app.before_request(_guard)
+
+
+def _guard() -> None:
+    # Flask raises a 404 or 405 from routing only after the before_request hooks: an
+    # unknown path or method says more than anything about the body sent to it.
+    if request.routing_exception is not None:
+        return
     for guard in (
         refuse_cut_bodies,
         refuse_bodies_not_json,
         refuse_deep_nesting,
         refuse_lone_surrogates,
     ):
-        app.before_request(guard)
+        guard()
 
 
 def refuse_cut_bodies() -> None:

@@ -203,6 +203,12 @@ CASES: dict[str, Case] = {
     ),
     # 6. Methods.
     "PUT on jobs": Case("PUT", JOBS, 405),
+    "PUT on jobs, a body not JSON": Case(
+        "PUT", JOBS, 405, raw="x", headers={"Content-Type": "text/plain"}
+    ),
+    "unknown path, a body not JSON": Case(
+        "POST", "/api/v1/nothing", 404, raw="x", headers={"Content-Type": "text/plain"}
+    ),
     # 7. Bodies that are not JSON.
     "text/plain body": Case(
         "POST", JOBS, 415, raw='{"command": ["true"]}', headers={"Content-Type": "text/plain"}
