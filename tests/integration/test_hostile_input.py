@@ -124,6 +124,8 @@ CASES: dict[str, Case] = {
         "POST", "/api/v1/workers/{worker}/heartbeat", 422, ("running", "0", "attempt"),
         worker=True, body={"running": [{"id": "{job}", "attempt": 2**64}]},
     ),
+    "list cursor 10**400 is no 500": Case("GET", JOBS + f"?cursor={10**400}", 200),
+    "list cursor 2**53 - 1": Case("GET", JOBS + f"?cursor={2**53 - 1}", 200),
     # 3. Whole numbers: no fraction silently cut off, no booleans, no strings.
     "gpus 1.5": Case("POST", JOBS, 422, ("resources", "gpus"), submission(resources={"gpus": 1.5})),
     "memory_mb 64.5": Case(
