@@ -11,7 +11,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from api.app import create_app
-from api.guards import MAX_JSON_DEPTH, nested_deeper_than
+from api.guards import LONE_SURROGATE, MAX_JSON_DEPTH, nested_deeper_than
 from shared.config import Config, ConfigError
 from shared.schemas.errors import ErrorSchema
 from shared.store import Store
@@ -327,3 +327,21 @@ def test_the_default_image_obeys_the_same_grammar() -> None:
 def test_nesting_is_read_from_the_bytes(body: bytes, deeper: bool) -> None:
     assert nested_deeper_than(body, 32) is deeper
 
+
+
+def test_a_route_of_another_blueprint_gets_the_body_wide_400(store: Store) -> None:
+    """A route not built with api.guards.Blueprint (a plain Flask one, as a later module
+    might add) has no parser to refuse a lone surrogate after its fields: the guard does,
+    before the view runs."""
+    app = create_app(CONFIG, store)
+    seen = []
+
+    @app.post("/plain")
+    def plain() -> dict[str, Any]:
+        seen.append(1)
+        return {}
+
+    response = app.test_client().post("/plain", data=lone('{"a": "LONE"}'), headers=JSON)
+    assert response.status_code == 400 and seen == []
+    assert response.get_json()["error"]["message"] == LONE_SURROGATE
+    assert app.test_client().post("/plain", json={"a": "pair \U0001f600"}).status_code == 200
