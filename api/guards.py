@@ -19,9 +19,9 @@ from flask import Flask, current_app, g, request
 from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
-# The deepest nesting of arrays and objects a JSON body may have. The API's deepest
-# document (a heartbeat's metrics) is 4 levels; Python's parser recurses per level and a
-# few hundred levels end in a RecursionError, a 500.
+# The deepest nesting of arrays and objects a JSON body may have: the API's documents are
+# a few levels deep, and Python's parser recurses per level (a thousand levels ended in a
+# RecursionError, a 500).
 MAX_JSON_DEPTH = 32
 
 LONE_SURROGATE = "the request body has a string with a lone UTF-16 surrogate"
