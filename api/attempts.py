@@ -4,11 +4,11 @@ attempt; one that is no longer current answers 409 and the agent kills its conta
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from api.auth import current, require
 from api.errors import documents_errors
 from api.extensions import services
+from api.guards import Blueprint
 from shared.schemas.workers import (
     OutputAnswerSchema,
     OutputPostSchema,

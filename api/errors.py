@@ -32,8 +32,13 @@ HTTP_CODES = {
     409: "conflict",
     410: "gone",
     413: "too_large",
+    414: "uri_too_long",
     415: "unsupported_media_type",
+    417: "expectation_failed",
     422: "invalid",
+    431: "headers_too_large",
+    500: "internal",
+    501: "not_implemented",
     503: "unavailable",
 }
 
@@ -86,8 +91,13 @@ class Invalid(ApiError):
     status, code = 422, "invalid"
 
 
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    """The error shape; also what gunicorn's own answers carry (cli/gunicorn_app.py)."""
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
 def error_response(status: int, code: str, message: str, details: Any = None) -> Response:
-    response = jsonify({"error": {"code": code, "message": message, "details": details}})
+    response = jsonify(error_body(code, message, details))
     response.status_code = status
     if status == 401:
         response.headers["WWW-Authenticate"] = "Bearer"
@@ -107,7 +117,12 @@ def _http_error(exc: HTTPException) -> Response:
         message = "the request has invalid values"
     elif status == 400 and details:
         message = "the request body is not valid JSON"
-    return error_response(status, HTTP_CODES.get(status, "http_error"), message, details)
+    response = error_response(status, HTTP_CODES.get(status, "http_error"), message, details)
+    # What werkzeug's own page would have said besides its HTML: Allow on a 405, say.
+    for name, value in exc.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
 
 
 def _redis_down(exc: redis.RedisError) -> Response:

@@ -5,11 +5,11 @@ from typing import Any
 
 from flask import request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from api.auth import current, require
 from api.errors import Forbidden, Invalid, JobNotFound, documents_errors
 from api.extensions import services
+from api.guards import Blueprint
 from shared.resources import Resources, cpu_to_millicores
 from shared.schemas.jobs import (
     EventListSchema,

@@ -5,11 +5,11 @@ from typing import Any
 from flask import Blueprint as FlaskBlueprint
 from flask import Response
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from api.auth import current, require
 from api.errors import documents_errors, error_response
 from api.extensions import services
+from api.guards import Blueprint
 from shared.resources import Resources
 from shared.schemas.jobs import StatsSchema
 

@@ -19,13 +19,13 @@ from typing import Any
 import redis
 from flask import Response, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError
 from marshmallow.validate import Validator
 
 from api.auth import Principal, current, require
 from api.errors import Invalid, JobNotFound, documents_errors
 from api.extensions import services
+from api.guards import Blueprint
 from shared.feed import KINDS, NOT_CARRIED
 from shared.schemas.events import EVENT_SCHEMAS
 from shared.schemas.jobs import OutputChunkSchema

@@ -5,11 +5,11 @@ import socket
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from api.auth import current, require, require_own_worker
 from api.errors import documents_errors
 from api.extensions import services
+from api.guards import Blueprint
 from shared.resources import Resources, cpu_to_millicores
 from shared.schemas.workers import (
     AssignmentArgsSchema,

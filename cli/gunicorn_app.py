@@ -4,14 +4,40 @@ The Flask app is built in each worker (not in the master), after gevent has patc
 standard library there, so no socket is created before the patching.
 """
 
+import json
 import select
+import socket
 from typing import Any
 
 from gevent import monkey
+from gunicorn import util
 from gunicorn.app.base import BaseApplication
 from gunicorn.workers.ggevent import GeventWorker
 
 from shared.config import Config
+
+# What gunicorn reads of a request before the app sees it, each beyond answered by the
+# worker itself (in the error shape, below): the request line (method, path and query)
+# 414, a header line or the number of headers 431. gunicorn's defaults, written here
+# because clients may rely on them (README).
+MAX_REQUEST_LINE = 4094
+MAX_HEADER_FIELDS = 100
+MAX_HEADER_FIELD_BYTES = 8190
+
+
+def write_json_error(sock: socket.socket, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn's util.write_error, in the API's error shape instead of an HTML page: what
+    the worker answers by itself (a request it cannot parse, an over-long request line or
+    header, ...) with the status and reason gunicorn chose."""
+    from api.errors import HTTP_CODES, error_body  # loaded with the app by then
+
+    code = HTTP_CODES.get(status_int, "bad_request" if status_int < 500 else "internal")
+    body = json.dumps(error_body(code, mesg or reason)).encode()
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    util.write_nonblock(sock, head.encode("latin-1") + body)
 
 
 class ApiWorker(GeventWorker):
@@ -21,7 +47,15 @@ class ApiWorker(GeventWorker):
     never blocks; gevent's stand-in for poll starts and stops event-loop watchers for it,
     about 7% of the API's CPU on the dispatch path. Nothing in the API polls with a timeout:
     code that does must not run here (it would stall every request of the process).
+
+    And gunicorn's own error answers in the API's error shape: its handle_error picks the
+    status and logs, then writes an HTML page through util.write_error, which it looks up
+    on the module at each call; this process's copy writes JSON.
     """
+
+    def init_process(self) -> None:
+        util.write_error = write_json_error
+        super().init_process()
 
     def patch(self) -> None:
         super().patch()
@@ -38,6 +72,9 @@ def gunicorn_options(config: Config) -> dict[str, Any]:
         "graceful_timeout": 10,
         "proc_name": "jobyard-api",
         "errorlog": "-",
+        "limit_request_line": MAX_REQUEST_LINE,
+        "limit_request_fields": MAX_HEADER_FIELDS,
+        "limit_request_field_size": MAX_HEADER_FIELD_BYTES,
         # gunicorn 27+ opens a control socket at one fixed path per user: several APIs on
         # one host (tests, `jobyard up` beside a deployment) would fight over it.
         "control_socket_disable": True,

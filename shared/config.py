@@ -10,6 +10,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlparse
 
+from shared.image_reference import image_reference_error
+
 
 class ConfigError(ValueError):
     pass
@@ -93,6 +95,14 @@ def _labels(text: str) -> dict[str, str]:
     return labels
 
 
+def _image(text: str) -> str:
+    """The default image: a Docker image reference, by the rule the API's `image` obeys."""
+    error = image_reference_error(text)
+    if error is not None:
+        raise ValueError(error)
+    return text
+
+
 def _image_list(text: str) -> tuple[str, ...]:
     return tuple(filter(None, (part.strip() for part in text.split(","))))
 
@@ -145,7 +155,7 @@ class Config:
     max_output_bytes: int = _setting("JOBYARD_MAX_OUTPUT_BYTES", 10 * 1024 * 1024, _positive_int)
     max_request_bytes: int = _setting("JOBYARD_MAX_REQUEST_BYTES", 1024 * 1024, _positive_int)
     executor: str = _setting("JOBYARD_EXECUTOR", "docker", _choice("docker", "process"))
-    default_image: str = _setting("JOBYARD_DEFAULT_IMAGE", "jobyard/busybox:latest")
+    default_image: str = _setting("JOBYARD_DEFAULT_IMAGE", "jobyard/busybox:latest", _image)
     allowed_images: tuple[str, ...] = _setting("JOBYARD_ALLOWED_IMAGES", (), _image_list)
     allow_network: bool = _setting("JOBYARD_ALLOW_NETWORK", False, _bool)
     container_user: str = _setting("JOBYARD_CONTAINER_USER", "65534:65534")

@@ -19,6 +19,7 @@ MARKS_BY_FIXTURE = {
     "docker_client": "docker",
     "cluster": "e2e",
     "make_cluster": "e2e",
+    "api_process": "e2e",
 }
 
 

@@ -5,10 +5,19 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from shared.resources import DEFAULT_JOB_RESOURCES
-from shared.schemas.fields import NAME, ResourceAmountsSchema, Timestamp, label_map
+from shared.schemas.fields import (
+    NAME,
+    ResourceAmountsSchema,
+    Text,
+    Timestamp,
+    WholeNumber,
+    image_reference,
+    label_map,
+)
 from shared.states import JobState, Reason
 
-ENV_NAME = validate.Regexp(r"^[A-Za-z_][A-Za-z0-9_]*$", error="not a valid variable name")
+# \Z, not $: `$` would let "NAME\n" through.
+ENV_NAME = validate.Regexp(r"^[A-Za-z_][A-Za-z0-9_]*\Z", error="not a valid variable name")
 # Fields of the contract whose features are not built yet: refused, never silently ignored.
 NOT_SUPPORTED_YET = {
     "depends_on": None,
@@ -21,10 +30,10 @@ class ResourcesSchema(Schema):
     """What one job asks for, within what any one job may ask."""
 
     cpu = fields.Float(load_default=_DEFAULT["cpu"], validate=validate.Range(min=0.001, max=1024))
-    memory_mb = fields.Integer(
+    memory_mb = WholeNumber(
         load_default=_DEFAULT["memory_mb"], validate=validate.Range(min=6, max=16 * 1024 * 1024)
     )
-    gpus = fields.Integer(load_default=_DEFAULT["gpus"], validate=validate.Range(min=0, max=64))
+    gpus = WholeNumber(load_default=_DEFAULT["gpus"], validate=validate.Range(min=0, max=64))
 
 
 # Built once: a schema built per request deep-copies its fields each time.
@@ -32,25 +41,25 @@ DEFAULT_RESOURCES = ResourcesSchema()
 
 
 class JobSubmitSchema(Schema):
-    image = fields.String(load_default=None, validate=validate.Length(min=1, max=255))
+    image = Text(load_default=None, validate=[validate.Length(min=1, max=255), image_reference])
     command = fields.List(
-        fields.String(validate=validate.Length(max=65536)),
+        Text(validate=validate.Length(max=65536)),
         required=True,
         validate=validate.Length(min=1, max=1024),
     )
     env = fields.Dict(
-        keys=fields.String(validate=[validate.Length(max=255), ENV_NAME]),
-        values=fields.String(validate=validate.Length(max=65536)),
+        keys=Text(validate=[validate.Length(max=255), ENV_NAME]),
+        values=Text(validate=validate.Length(max=65536)),
         load_default=dict,
         validate=validate.Length(max=256),
     )
     resources = fields.Nested(ResourcesSchema, load_default=lambda: DEFAULT_RESOURCES.load({}))
     timeout_s = fields.Float(load_default=None, validate=validate.Range(min=0.1, max=30 * 86400))
-    priority = fields.Integer(load_default=0, validate=validate.Range(min=-1000, max=1000))
+    priority = WholeNumber(load_default=0, validate=validate.Range(min=-1000, max=1000))
     labels = label_map(load_default=dict)
     network = fields.Boolean(load_default=False)
-    name = fields.String(load_default=None, validate=NAME)
-    max_retries = fields.Integer(load_default=0, validate=validate.Range(min=0, max=100))
+    name = Text(load_default=None, validate=NAME)
+    max_retries = WholeNumber(load_default=0, validate=validate.Range(min=0, max=100))
     queue_timeout_s = fields.Float(
         load_default=None, validate=validate.Range(min=0.1, max=365 * 86400)
     )

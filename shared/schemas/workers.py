@@ -4,7 +4,15 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from shared.schemas.fields import EPOCH_S, ResourceAmountsSchema, Timestamp, label_map
+from shared.schemas.fields import (
+    EPOCH_S,
+    MAX_EXACT_INTEGER,
+    ResourceAmountsSchema,
+    Text,
+    Timestamp,
+    WholeNumber,
+    label_map,
+)
 from shared.schemas.jobs import ResourcesSchema
 from shared.states import AGENT_REASONS
 
@@ -13,14 +21,14 @@ WORKER_ID = validate.Length(min=1, max=100)
 
 class CapacitySchema(Schema):
     cpu = fields.Float(required=True, validate=validate.Range(min=0.001, max=100000))
-    memory_mb = fields.Integer(required=True, validate=validate.Range(min=1, max=1 << 40))
-    gpus = fields.Integer(load_default=0, validate=validate.Range(min=0, max=1024))
+    memory_mb = WholeNumber(required=True, validate=validate.Range(min=1, max=1 << 40))
+    gpus = WholeNumber(load_default=0, validate=validate.Range(min=0, max=1024))
 
 
 class RegisterSchema(Schema):
-    hostname = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    hostname = Text(required=True, validate=validate.Length(min=1, max=255))
     capacity = fields.Nested(CapacitySchema, required=True)
-    max_parallel_jobs = fields.Integer(load_default=4, validate=validate.Range(min=1, max=1024))
+    max_parallel_jobs = WholeNumber(load_default=4, validate=validate.Range(min=1, max=1024))
     labels = label_map(load_default=dict)
     executor = fields.String(load_default="docker", validate=validate.OneOf(["docker", "process"]))
 
@@ -32,8 +40,8 @@ class RegisteredSchema(Schema):
 
 
 class RunningJobSchema(Schema):
-    id = fields.String(required=True, validate=validate.Length(min=1, max=100))
-    attempt = fields.Integer(required=True, validate=validate.Range(min=1))
+    id = Text(required=True, validate=validate.Length(min=1, max=100))
+    attempt = WholeNumber(required=True, validate=validate.Range(min=1, max=MAX_EXACT_INTEGER))
 
 
 class HeartbeatSchema(Schema):
@@ -70,7 +78,7 @@ class AssignmentListSchema(Schema):
 
 
 class ChunkSchema(Schema):
-    seq = fields.Integer(required=True, validate=validate.Range(min=1))
+    seq = WholeNumber(required=True, validate=validate.Range(min=1, max=MAX_EXACT_INTEGER))
     stream = fields.String(required=True, validate=validate.OneOf(["stdout", "stderr"]))
     at = fields.Float(required=True, validate=EPOCH_S)
     data = fields.String(required=True, validate=validate.Length(max=256 * 1024))
@@ -87,13 +95,16 @@ class OutputAnswerSchema(Schema):
 
 
 class ResultSchema(Schema):
-    exit_code = fields.Integer(load_default=None, allow_none=True)
+    # What a process can exit with, and a signal death as docker reports it (128 + n).
+    exit_code = WholeNumber(
+        load_default=None, allow_none=True, validate=validate.Range(min=-(2**31), max=2**31 - 1)
+    )
     reason = fields.String(
         load_default=None,
         allow_none=True,
         validate=validate.OneOf(sorted(r.value for r in AGENT_REASONS)),
     )
-    error = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=8192))
+    error = Text(load_default=None, allow_none=True, validate=validate.Length(max=8192))
     metrics = fields.Dict(load_default=dict, validate=validate.Length(max=32))
 
     @validates_schema

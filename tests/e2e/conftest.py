@@ -34,6 +34,19 @@ def cluster(
         yield started
 
 
+@pytest.fixture(scope="module")
+def api_process(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A real `jobyard api` (gunicorn, gevent worker) and nothing else: no scheduler, no
+    agent, so no Docker; for what only the HTTP server in front of Flask decides."""
+    api = Cluster(redis_url, tmp_path_factory.mktemp("api"))
+    try:
+        api.start("api", "api")
+        api.wait_ready()
+        yield api
+    finally:
+        api.stop()
+
+
 @pytest.fixture
 def make_cluster(
     docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory

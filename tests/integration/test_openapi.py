@@ -135,9 +135,38 @@ def _offset_past_stream_ids(client: FlaskClient, store: Store) -> tuple[str, str
 
 def _lone_surrogate(client: FlaskClient, store: Store) -> tuple[str, str, TestResponse]:
     # Found by schemathesis: Redis's Lua JSON refused the string, and the API answered 500.
+    # In a text field the field says so (422); anywhere else the whole body is refused.
+    answer = register(client)
+    response = client.post(
+        f"/api/v1/workers/{answer['worker_id']}/heartbeat",
+        data='{"metrics": {"note": "half a pair: \\ud83d"}}',
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {answer['token']}"},
+    )
+    return "/api/v1/workers/{worker_id}/heartbeat", "POST", response
+
+
+def _lone_surrogate_in_command(
+    client: FlaskClient, store: Store
+) -> tuple[str, str, TestResponse]:
     body = '{"command": ["echo", "half a pair: \\ud83d"]}'
     response = client.post(
         "/api/v1/jobs", data=body, content_type="application/json", headers=ADMIN
+    )
+    return "/api/v1/jobs", "POST", response
+
+
+def _nested_too_deep(client: FlaskClient, store: Store) -> tuple[str, str, TestResponse]:
+    body = '{"command": ' + "[" * 1000 + "]" * 1000 + "}"
+    response = client.post(
+        "/api/v1/jobs", data=body, content_type="application/json", headers=ADMIN
+    )
+    return "/api/v1/jobs", "POST", response
+
+
+def _not_json(client: FlaskClient, store: Store) -> tuple[str, str, TestResponse]:
+    response = client.post(
+        "/api/v1/jobs", data='{"command": ["true"]}', content_type="text/plain", headers=ADMIN
     )
     return "/api/v1/jobs", "POST", response
 
@@ -167,7 +196,10 @@ TRIGGERS: dict[str, tuple[int, Callable[[FlaskClient, Store], tuple[str, str, Te
     "invalid values": (422, _invalid_values),
     "over JOBYARD_MAX_JOB_CPU": (422, _over_the_job_limit),
     "output offset past any stream id": (422, _offset_past_stream_ids),
-    "a lone UTF-16 surrogate in a string": (400, _lone_surrogate),
+    "a lone UTF-16 surrogate in a metrics string": (400, _lone_surrogate),
+    "a lone UTF-16 surrogate in a command": (422, _lone_surrogate_in_command),
+    "JSON nested 1,000 deep": (400, _nested_too_deep),
+    "a body that is not JSON": (415, _not_json),
     "an output chunk read after the year 9999": (422, _chunk_after_year_9999),
 }
 
