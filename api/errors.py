@@ -12,7 +12,7 @@ from flask_smorest import Api, Blueprint
 from werkzeug.exceptions import HTTPException
 
 from shared.schemas.errors import ErrorSchema
-from shared.store.errors import InvalidState, NotFound, StaleAttempt
+from shared.store.errors import InvalidState, NameTaken, NotFound, StaleAttempt
 from shared.store.workers import WorkerLost
 
 log = logging.getLogger("jobyard.api")
@@ -125,6 +125,7 @@ def register_error_handlers(app: Flask) -> None:
         InvalidState,
         lambda exc: error_response(409, "invalid_state", str(exc), {"state": exc.state}),
     )
+    app.register_error_handler(NameTaken, lambda exc: error_response(409, "name_taken", str(exc)))
     app.register_error_handler(
         WorkerLost,
         lambda exc: error_response(

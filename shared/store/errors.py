@@ -17,3 +17,7 @@ class InvalidState(StoreError):
     def __init__(self, message: str, state: str) -> None:
         super().__init__(message)
         self.state = state
+
+
+class NameTaken(StoreError):
+    """A name another token already holds."""

@@ -40,6 +40,9 @@ SCRIPT_NAMES = (
     "output",
     "snapshot",
     "clocks",
+    "token_create",
+    "token_revoke",
+    "token_used",
 )
 
 
