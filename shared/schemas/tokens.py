@@ -1,5 +1,7 @@
 """Wire schemas for people's access tokens: create, list."""
 
+import re
+
 from marshmallow import Schema, ValidationError, fields, validate
 
 from shared.schemas.fields import Timestamp
@@ -12,10 +14,15 @@ RESERVED_NAMES = frozenset({ADMIN_NAME, JOIN_NAME})
 PERSON_ROLES = ("user", "admin")
 
 # A name becomes the `owner` of jobs and part of Redis key names and URLs: a strict charset.
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+NAME_CHARS = "[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
 
 
-def _not_reserved(name: str) -> None:
+def _well_formed(name: str) -> None:
+    # fullmatch, not a pattern ending in $: that lets a trailing newline through.
+    if not re.fullmatch(NAME_CHARS, name):
+        raise ValidationError(
+            "1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
     if name.lower() in RESERVED_NAMES:
         raise ValidationError(f"{name} is the name of a configured token")
 
@@ -23,14 +30,11 @@ def _not_reserved(name: str) -> None:
 class TokenCreateSchema(Schema):
     name = fields.String(
         required=True,
-        validate=[
-            validate.Regexp(
-                NAME_PATTERN,
-                error="1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit",
-            ),
-            _not_reserved,
-        ],
-        metadata={"description": "who the token is for; the owner of the jobs it submits"},
+        validate=_well_formed,
+        metadata={
+            "description": "who the token is for; the owner of the jobs it submits",
+            "pattern": f"^{NAME_CHARS}$",
+        },
     )
     role = fields.String(load_default="user", validate=validate.OneOf(PERSON_ROLES))
 
