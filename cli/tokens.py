@@ -5,9 +5,10 @@ from urllib.parse import quote
 
 import click
 
-from cli.context import api_command, make_client
+from cli.context import api_command, fail, make_client
 from cli.jobs import print_json
 from cli.render import age, table
+from shared.schemas.tokens import PERSON_ROLES
 
 
 @click.group()
@@ -16,19 +17,34 @@ def tokens() -> None:
 
 
 @tokens.command("create")
-@click.option("--role", type=click.Choice(["user", "admin"]), default="user", show_default=True,
+@click.option("--role", type=click.Choice(PERSON_ROLES), default="user", show_default=True,
               help="A user sees only their own jobs; an admin sees and acts on everything.")
 @click.argument("name")
 @api_command
 def create(role: str, name: str) -> None:
     """Create a token for NAME, who will own the jobs it submits; prints the token."""
-    answer = make_client().request("POST", "/api/v1/tokens", json={"name": name, "role": role})
+    from shared.client import ApiError
+
+    try:
+        answer = make_client().request("POST", "/api/v1/tokens", json={"name": name, "role": role})
+    except ApiError as exc:
+        if exc.status != 422:
+            raise  # api_command says it, as for every command
+        fail(invalid_message(exc.message, exc.details))
     click.echo(answer["token"])
     click.echo(
         f"token for {answer['name']} ({answer['role']}): shown only this once, so keep it now "
         "(only its hash is stored)",
         err=True,
     )
+
+
+def invalid_message(message: str, details: Any) -> str:
+    """The API's 422 message with why the name was refused ("admin is the name of a
+    configured token"), not only that the request had invalid values."""
+    fields = details.get("json") if isinstance(details, dict) else None
+    reasons = fields.get("name") if isinstance(fields, dict) else None
+    return f"{message}: {'; '.join(map(str, reasons))}" if reasons else message
 
 
 def token_row(token: dict[str, Any]) -> list[str]:
