@@ -2,7 +2,7 @@
 
 from flask import Flask
 
-from api import attempts, guards, jobs, ops, streams, workers
+from api import attempts, guards, jobs, ops, streams, tokens, workers
 from api.errors import JobyardApi, register_error_handlers
 from api.extensions import Services
 from api.token_cache import TokenCache
@@ -26,9 +26,10 @@ def create_app(config: Config | None = None, store: Store | None = None) -> Flas
     )
     if store is None:
         store = Store(connect(config.redis_url), config.redis_prefix)
-    app.extensions["jobyard"] = Services(config, store, TokenCache(store.tokens.lookup_hash))
+    cache = TokenCache(store.tokens.lookup_hash, record_use=store.tokens.used)
+    app.extensions["jobyard"] = Services(config, store, cache)
     api = JobyardApi(app)
-    for blueprint in (jobs.blp, attempts.blp, workers.blp, ops.blp, streams.blp):
+    for blueprint in (jobs.blp, attempts.blp, workers.blp, ops.blp, streams.blp, tokens.blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(ops.probes)
     guards.install(app)

@@ -1,7 +1,8 @@
-"""Bearer tokens: the admin and join tokens from configuration, worker tokens from the store.
+"""Bearer tokens: the admin and join tokens from configuration; people's and workers' tokens
+from the store.
 
 Configured tokens are compared in constant time; stored ones are looked up by their sha256,
-so the raw token is never kept, and remembered for a second (api/token_cache.py).
+so the raw token is never kept, and remembered for TOKEN_CACHE_S (api/token_cache.py).
 """
 
 import hmac
@@ -14,6 +15,7 @@ from flask import g, request
 
 from api.errors import Forbidden, Unauthorized
 from api.extensions import services
+from shared.schemas.tokens import ADMIN_NAME, JOIN_NAME
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -45,9 +47,9 @@ def authenticate() -> Principal:
     token = _presented_token()
     config = services().config
     if _equal(token, config.admin_token):
-        return Principal("admin", "admin")
+        return Principal(ADMIN_NAME, "admin")
     if _equal(token, config.worker_join_token):
-        return Principal("join", "join")
+        return Principal(JOIN_NAME, "join")
     record = services().tokens.get(token)
     if record is None:
         raise Unauthorized("unknown or revoked token")

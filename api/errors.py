@@ -14,6 +14,7 @@ from werkzeug.exceptions import HTTPException
 from shared.schemas.errors import ErrorSchema
 from shared.store.errors import (
     InvalidState,
+    NameTaken,
     NotFound,
     NotYourAttempt,
     StaleAttempt,
@@ -155,6 +156,7 @@ def register_error_handlers(app: Flask) -> None:
         WorkerLimit,
         lambda exc: error_response(503, "worker_limit", str(exc), {"max_workers": exc.limit}),
     )
+    app.register_error_handler(NameTaken, lambda exc: error_response(409, "name_taken", str(exc)))
     app.register_error_handler(
         WorkerLost,
         lambda exc: error_response(

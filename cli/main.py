@@ -8,6 +8,7 @@ import click
 from cli.follow import logs
 from cli.jobs import cancel, jobs_command, retry, status, submit
 from cli.services import api, scheduler, worker
+from cli.tokens import tokens
 from cli.up import up
 from cli.workers import workers
 from shared.config import ConfigError
@@ -32,7 +33,9 @@ def main() -> None:
     """
 
 
-COMMANDS = (up, api, scheduler, worker, submit, status, logs, cancel, retry, jobs_command, workers)
+COMMANDS = (
+    up, api, scheduler, worker, submit, status, logs, cancel, retry, jobs_command, workers, tokens
+)
 for command in COMMANDS:
     main.add_command(command)
 

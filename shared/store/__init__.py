@@ -36,7 +36,7 @@ class Store:
         scripts = Scripts(client)
         self.jobs = JobStore(client, self.keys, scripts, clock)
         self.workers = WorkerStore(client, self.keys, scripts, clock)
-        self.tokens = TokenStore(client, self.keys)
+        self.tokens = TokenStore(client, self.keys, scripts, clock)
         self.scheduling = SchedulingStore(client, self.keys, scripts, clock)
         self.streams = StreamStore(client, self.keys)
 

@@ -34,3 +34,7 @@ class WorkerLimit(StoreError):
             "once some deregister or lost ones pass JOBYARD_WORKER_RETENTION_S"
         )
         self.limit = limit
+
+
+class NameTaken(StoreError):
+    """A name another token already holds."""

@@ -107,6 +107,18 @@ class Keys:
         """Hash: sha256 of a token -> JSON record {name, role, worker_id}."""
         return f"{self.prefix}tokens"
 
+    @property
+    def token_names(self) -> str:
+        """Hash: name of a person's token -> its sha256, so a name is held by one token and a
+        token is revoked by name. Worker tokens are not here: they die with their worker."""
+        return f"{self.prefix}token:names"
+
+    @property
+    def token_last_used(self) -> str:
+        """Hash: name of a person's token -> when it was last used (epoch seconds), written
+        at most once a minute per API process (api/token_cache.py)."""
+        return f"{self.prefix}token:last_used"
+
     def state(self, state: JobState) -> str:
         """Sorted set of the job ids in one state, scored by arrival number."""
         return f"{self.prefix}state:{state.value}"

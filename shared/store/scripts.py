@@ -42,6 +42,9 @@ SCRIPT_NAMES = (
     "snapshot",
     "clocks",
     "recount",
+    "token_create",
+    "token_revoke",
+    "token_used",
 )
 
 

@@ -10,7 +10,7 @@ from cli.main import main
 
 COMMANDS = {
     "up", "api", "scheduler", "worker",
-    "submit", "status", "logs", "cancel", "retry", "jobs", "workers",
+    "submit", "status", "logs", "cancel", "retry", "jobs", "workers", "tokens",
 }  # fmt: skip
 
 LAZY_MODULES = ("api.app", "scheduler.loop", "worker_agent.agent", "gunicorn", "docker", "requests")

@@ -21,7 +21,6 @@ from shared.states import JobState, Reason, WorkerStatus
 from shared.store import Store
 from shared.store.jobs import Backoff
 from shared.store.streams import START_OF_FEED
-from shared.store.tokens import token_hash
 from tests.store_support import ManualClock, assign, register, submit
 
 ADMIN = {"Authorization": "Bearer admin-token"}
@@ -235,9 +234,7 @@ def test_the_lua_scripts_publish_only_kinds_of_the_list() -> None:
 
 @pytest.fixture
 def client(store: Store) -> FlaskClient:
-    store.redis.hset(
-        store.keys.tokens, token_hash("bob-token"), json.dumps({"name": "bob", "role": "user"})
-    )
+    store.tokens.create("bob", "user", "bob-token")
     return create_app(CONFIG, store).test_client()
 
 

@@ -1,7 +1,6 @@
 """Automatic retries and DELETE through the HTTP API (Flask's test client) on a real
 redis-server: what a user and a worker see, statuses and error shapes included."""
 
-import json
 from typing import Any
 
 import pytest
@@ -14,7 +13,6 @@ from scheduler.reaper import reap_once
 from shared.config import Config
 from shared.schemas.errors import ErrorSchema
 from shared.store import Store
-from shared.store.tokens import token_hash
 from tests.store_support import ManualClock, commit
 
 ADMIN = {"Authorization": "Bearer admin-token"}
@@ -31,11 +29,8 @@ CONFIG = Config.from_env(
 
 @pytest.fixture
 def store(store: Store) -> Store:
-    """The integration tests' store (tests/integration/conftest.py), with bob's token: user
-    tokens have no endpoint yet, so his record is stored the way the API looks it up."""
-    store.redis.hset(
-        store.keys.tokens, token_hash("bob-token"), json.dumps({"name": "bob", "role": "user"})
-    )
+    """The integration tests' store (tests/integration/conftest.py), with bob's user token."""
+    store.tokens.create("bob", "user", "bob-token")
     return store
 
 

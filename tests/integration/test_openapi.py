@@ -185,6 +185,22 @@ def _chunk_after_year_9999(client: FlaskClient, store: Store) -> tuple[str, str,
     return "/api/v1/jobs/{job_id}/attempts/{attempt}/output", "POST", response
 
 
+def _name_in_use(client: FlaskClient, store: Store) -> tuple[str, str, TestResponse]:
+    body = {"name": "bob", "role": "user"}
+    assert client.post("/api/v1/tokens", json=body, headers=ADMIN).status_code == 201
+    return "/api/v1/tokens", "POST", client.post("/api/v1/tokens", json=body, headers=ADMIN)
+
+
+def _reserved_name(client: FlaskClient, store: Store) -> tuple[str, str, TestResponse]:
+    body = {"name": "admin", "role": "user"}
+    return "/api/v1/tokens", "POST", client.post("/api/v1/tokens", json=body, headers=ADMIN)
+
+
+def _unknown_token(client: FlaskClient, store: Store) -> tuple[str, str, TestResponse]:
+    response = client.delete("/api/v1/tokens/nobody", headers=ADMIN)
+    return "/api/v1/tokens/{name}", "DELETE", response
+
+
 TRIGGERS: dict[str, tuple[int, Callable[[FlaskClient, Store], tuple[str, str, TestResponse]]]] = {
     "malformed JSON": (400, _bad_json),
     "no token": (401, _no_token),
@@ -201,6 +217,9 @@ TRIGGERS: dict[str, tuple[int, Callable[[FlaskClient, Store], tuple[str, str, Te
     "JSON nested 1,000 deep": (400, _nested_too_deep),
     "a body that is not JSON": (415, _not_json),
     "an output chunk read after the year 9999": (422, _chunk_after_year_9999),
+    "a token name in use": (409, _name_in_use),
+    "a token name of a configured identity": (422, _reserved_name),
+    "revoking an unknown token": (404, _unknown_token),
 }
 
 

@@ -1,8 +1,11 @@
-"""The API's token cache: found tokens remembered for TOKEN_CACHE_S, unknown ones never."""
+"""The API's token cache: found tokens remembered for TOKEN_CACHE_S, unknown ones never;
+a token's use recorded at most once every LAST_USED_EVERY_S."""
 
 from typing import Any
 
-from api.token_cache import TOKEN_CACHE_S, TokenCache
+import redis
+
+from api.token_cache import LAST_USED_EVERY_S, TOKEN_CACHE_S, TokenCache
 from shared.store.tokens import token_hash
 from tests.store_support import ManualClock
 
@@ -85,3 +88,52 @@ def test_the_cache_stays_within_its_size() -> None:
     lookups = tokens.lookups
     assert cache.get("tok9") is not None
     assert tokens.lookups == lookups  # the newest is still remembered
+
+
+class Uses:
+    """A record_use that remembers each call; `down` makes it fail as Redis would."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.down = False
+
+    def __call__(self, digest: str, record: dict[str, Any]) -> None:
+        if self.down:
+            raise redis.ConnectionError("Redis is down")
+        self.calls.append(record["name"])
+
+
+def test_a_tokens_use_is_recorded_at_most_once_per_period_from_the_refresh_path() -> None:
+    tokens, clock, uses = Tokens(), ManualClock(), Uses()
+    tokens.add("tok", {"name": "bob", "role": "user"})
+    cache = TokenCache(tokens.lookup, record_use=uses, clock=clock)
+    for _ in range(int(LAST_USED_EVERY_S / TOKEN_CACHE_S) - 1):
+        assert cache.get("tok") is not None
+        clock.advance(TOKEN_CACHE_S)
+    assert tokens.lookups == LAST_USED_EVERY_S / TOKEN_CACHE_S - 1  # refreshed every time
+    assert uses.calls == ["bob"]  # but its use recorded only the first
+    clock.advance(TOKEN_CACHE_S)
+    cache.get("tok")
+    assert uses.calls == ["bob", "bob"]
+
+
+def test_a_failed_record_of_use_lets_the_request_through_and_is_tried_again() -> None:
+    tokens, clock, uses = Tokens(), ManualClock(), Uses()
+    tokens.add("tok", {"name": "bob", "role": "user"})
+    cache = TokenCache(tokens.lookup, record_use=uses, clock=clock)
+    uses.down = True
+    assert cache.get("tok") == {"name": "bob", "role": "user"}
+    uses.down = False
+    clock.advance(TOKEN_CACHE_S)
+    cache.get("tok")
+    assert uses.calls == ["bob"]
+
+
+def test_forgetting_a_token_drops_it_at_once() -> None:
+    tokens = Tokens()
+    tokens.add("tok", {"name": "bob", "role": "user"})
+    cache = TokenCache(tokens.lookup, clock=ManualClock())
+    assert cache.get("tok") is not None
+    tokens.revoke("tok")
+    cache.forget(token_hash("tok"))
+    assert cache.get("tok") is None
