@@ -4,9 +4,9 @@ each output event carries in its `data` field (the change feed's are in events.p
 from marshmallow import Schema, fields, validate
 
 # Output events are numbered by chunk offset; feed events by Redis stream id (ms-seq).
-OUTPUT_EVENT_ID = validate.Regexp(r"^[0-9]{1,18}$", error="must be a chunk offset (0, 1, ...)")
+OUTPUT_EVENT_ID = validate.Regexp(r"^[0-9]{1,18}\Z", error="must be a chunk offset (0, 1, ...)")
 FEED_EVENT_ID = validate.Regexp(
-    r"^[0-9]{1,18}-[0-9]{1,18}$", error="must be an event id as sent (e.g. 1700000000000-0)"
+    r"^[0-9]{1,18}-[0-9]{1,18}\Z", error="must be an event id as sent (e.g. 1700000000000-0)"
 )
 
 

@@ -116,6 +116,11 @@ CASES: dict[str, Case] = {
         "GET", "/api/v1/events/stream", 422, ("Last-Event-ID",),
         headers={"Last-Event-ID": f"{2**64}-0"},
     ),
+    # A `$` anchor lets a trailing newline through; the stream id would keep it.
+    "last_event_id with a newline": Case("GET", OUTPUT + "/stream?last_event_id=1%0A", 422),
+    "feed last_event_id with a newline": Case(
+        "GET", "/api/v1/events/stream?last_event_id=1-0%0A", 422
+    ),
     "chunk seq 2**64": Case(
         "POST", ATTEMPT + "/output", 422, ("chunks", "0", "seq"), worker=True,
         body={"chunks": [{"seq": 2**64, "stream": "stdout", "at": 1.0, "data": "x"}]},
