@@ -10,6 +10,7 @@ from flask_smorest import Blueprint
 from api.auth import current, require
 from api.errors import Invalid, JobNotFound, documents_errors
 from api.extensions import services
+from shared.images import image_allowed
 from shared.resources import Resources, cpu_to_millicores
 from shared.schemas.jobs import (
     EventListSchema,
@@ -25,8 +26,17 @@ from shared.states import TERMINAL_STATES
 blp = Blueprint("jobs", __name__, url_prefix="/api/v1/jobs", description="Submit and watch jobs")
 
 SPEC_FIELDS = (
-    "name", "image", "command", "env", "timeout_s", "priority", "labels", "network",
-    "constraints", "queue_timeout_s", "max_retries",
+    "name",
+    "image",
+    "command",
+    "env",
+    "timeout_s",
+    "priority",
+    "labels",
+    "network",
+    "constraints",
+    "queue_timeout_s",
+    "max_retries",
 )
 MAX_IDEMPOTENCY_KEY = 200
 
@@ -50,10 +60,10 @@ def _checked_request(args: dict[str, Any]) -> Resources:
         errors["memory_mb"] = [f"at most {config.max_job_memory_mb} (JOBYARD_MAX_JOB_MEMORY_MB)"]
     if errors:
         raise Invalid("the job asks for more than any job may", {"json": {"resources": errors}})
-    if config.allowed_images and args["image"] not in config.allowed_images:
+    if not image_allowed(args["image"], config.allowed_images):
         raise Invalid(
             f"image {args['image']!r} is not allowed here",
-            {"json": {"image": [f"one of {', '.join(config.allowed_images)}"]}},
+            {"json": {"image": [f"must match one of {', '.join(config.allowed_images)}"]}},
         )
     return Resources(cpu_to_millicores(res["cpu"]), res["memory_mb"], res["gpus"])
 
