@@ -54,6 +54,7 @@ class Register(MethodView):
             slots=body["max_parallel_jobs"],
             labels=body["labels"],
             executor=body["executor"],
+            allows_network=body["allows_network"],
         )
         return {
             "worker_id": worker_id,

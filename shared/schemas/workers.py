@@ -23,6 +23,9 @@ class RegisterSchema(Schema):
     max_parallel_jobs = fields.Integer(load_default=4, validate=validate.Range(min=1, max=1024))
     labels = label_map(load_default=dict)
     executor = fields.String(load_default="docker", validate=validate.OneOf(["docker", "process"]))
+    # Whether the agent lets jobs have a network (its JOBYARD_ALLOW_NETWORK): only such a
+    # worker is given a job that asks for one.
+    allows_network = fields.Boolean(load_default=False)
 
 
 class RegisteredSchema(Schema):
@@ -119,6 +122,7 @@ class WorkerSchema(Schema):
     hostname = fields.String()
     status = fields.String()
     executor = fields.String()
+    allows_network = fields.Boolean()
     labels = fields.Dict()
     capacity = fields.Nested(CapacitySchema)
     max_parallel_jobs = fields.Integer()

@@ -31,6 +31,7 @@ class WorkerStore(StorePart):
         slots: int,
         labels: dict[str, str],
         executor: str,
+        allows_network: bool = False,
     ) -> None:
         record = json.dumps(
             {"name": f"worker:{worker_id}", "role": "worker", "worker_id": worker_id}
@@ -50,6 +51,7 @@ class WorkerStore(StorePart):
                 slots,
                 json.dumps(labels),
                 executor,
+                "1" if allows_network else "0",
             ],
         )
 
