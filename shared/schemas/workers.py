@@ -9,6 +9,10 @@ from shared.schemas.jobs import ResourcesSchema
 from shared.states import AGENT_REASONS
 
 WORKER_ID = validate.Length(min=1, max=100)
+ALLOWS_NETWORK = (
+    "whether the agent lets jobs have a network (its JOBYARD_ALLOW_NETWORK); only such a "
+    "worker is given a job with `network: true`"
+)
 
 
 class CapacitySchema(Schema):
@@ -23,9 +27,7 @@ class RegisterSchema(Schema):
     max_parallel_jobs = fields.Integer(load_default=4, validate=validate.Range(min=1, max=1024))
     labels = label_map(load_default=dict)
     executor = fields.String(load_default="docker", validate=validate.OneOf(["docker", "process"]))
-    # Whether the agent lets jobs have a network (its JOBYARD_ALLOW_NETWORK): only such a
-    # worker is given a job that asks for one.
-    allows_network = fields.Boolean(load_default=False)
+    allows_network = fields.Boolean(load_default=False, metadata={"description": ALLOWS_NETWORK})
 
 
 class RegisteredSchema(Schema):
@@ -122,7 +124,7 @@ class WorkerSchema(Schema):
     hostname = fields.String()
     status = fields.String()
     executor = fields.String()
-    allows_network = fields.Boolean()
+    allows_network = fields.Boolean(metadata={"description": ALLOWS_NETWORK})
     labels = fields.Dict()
     capacity = fields.Nested(CapacitySchema)
     max_parallel_jobs = fields.Integer()
