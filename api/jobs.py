@@ -26,17 +26,8 @@ from shared.states import TERMINAL_STATES
 blp = Blueprint("jobs", __name__, url_prefix="/api/v1/jobs", description="Submit and watch jobs")
 
 SPEC_FIELDS = (
-    "name",
-    "image",
-    "command",
-    "env",
-    "timeout_s",
-    "priority",
-    "labels",
-    "network",
-    "constraints",
-    "queue_timeout_s",
-    "max_retries",
+    "name", "image", "command", "env", "timeout_s", "priority", "labels", "network",
+    "constraints", "queue_timeout_s", "max_retries",
 )
 MAX_IDEMPOTENCY_KEY = 200
 
