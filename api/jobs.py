@@ -10,6 +10,7 @@ from api.auth import current, require
 from api.errors import Forbidden, Invalid, JobNotFound, documents_errors
 from api.extensions import services
 from api.guards import Blueprint
+from shared.images import image_allowed
 from shared.resources import Resources, cpu_to_millicores
 from shared.schemas.jobs import (
     EventListSchema,
@@ -62,10 +63,10 @@ def _checked_request(args: dict[str, Any]) -> Resources:
         errors["memory_mb"] = [f"at most {config.max_job_memory_mb} (JOBYARD_MAX_JOB_MEMORY_MB)"]
     if errors:
         raise Invalid("the job asks for more than any job may", {"json": {"resources": errors}})
-    if config.allowed_images and args["image"] not in config.allowed_images:
+    if not image_allowed(args["image"], config.allowed_images):
         raise Invalid(
             f"image {args['image']!r} is not allowed here",
-            {"json": {"image": [f"one of {', '.join(config.allowed_images)}"]}},
+            {"json": {"image": [f"must match one of {', '.join(config.allowed_images)}"]}},
         )
     return Resources(cpu_to_millicores(res["cpu"]), res["memory_mb"], res["gpus"])
 

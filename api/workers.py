@@ -67,6 +67,7 @@ class Register(MethodView):
             slots=body["max_parallel_jobs"],
             labels=body["labels"],
             executor=body["executor"],
+            allows_network=body["allows_network"],
             max_workers=services().config.max_workers,
         )
         return {

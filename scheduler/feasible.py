@@ -1,8 +1,8 @@
 """Checkers that judge one worker for one job: each returns None (the worker may take it)
 or, in words a user can act on, why not. CHECKS runs them from the most lasting refusal to
 the most passing one, and a job that waits is told the refusal of the worker that got
-furthest down them (see nearest_refusal). The capacity index inlines labels and fits-now
-in its scan, which must stay cheap; tests/unit/test_placement.py holds the two equal."""
+furthest down them (see nearest_refusal). The capacity index inlines network, labels and
+fits-now in its scan, which must stay cheap; tests/unit/test_placement.py holds the two equal."""
 
 import math
 from collections.abc import Callable, Iterable, Sequence
@@ -29,6 +29,17 @@ def could_ever_fit(request: Resources, worker: WorkerView) -> bool:
 def matches(constraints: dict[str, str], worker: WorkerView) -> bool:
     """Does the worker carry every label the job asks for, with the same value?"""
     return all(worker.labels.get(key) == value for key, value in constraints.items())
+
+
+def network_ok(network: bool, worker: WorkerView) -> bool:
+    """A job that asks for a network goes only to an agent that lets jobs have one."""
+    return not network or worker.allows_network
+
+
+def allows_network(job: QueuedJob, worker: WorkerView) -> str | None:
+    if network_ok(job.network, worker):
+        return None
+    return "needs a worker that allows network (JOBYARD_ALLOW_NETWORK); no live worker does"
 
 
 def has_labels(job: QueuedJob, worker: WorkerView) -> str | None:
@@ -86,7 +97,7 @@ def clock_time(at: float, now: float) -> str:
 
 
 # From the most lasting refusal to the most passing one; a reservation comes last.
-CHECKS: tuple[Check, ...] = (has_labels, is_big_enough, has_room)
+CHECKS: tuple[Check, ...] = (allows_network, has_labels, is_big_enough, has_room)
 
 
 def first_refusal(

@@ -16,7 +16,7 @@ from dataclasses import replace
 from itertools import islice
 from math import inf
 
-from scheduler.feasible import matches
+from scheduler.feasible import matches, network_ok
 from scheduler.rank import Scorer
 from shared.pool import WorkerView
 from shared.resources import Resources
@@ -61,9 +61,11 @@ class CapacityIndex:
         score: Scorer,
         tightest_first: bool,
         excluded: str | None = None,
+        network: bool = False,
     ) -> str | None:
         """The id of the best-scoring of the first CANDIDATES workers that fit the request
-        now and carry the labels asked, leaving out the `excluded` one (ties: the lower id)."""
+        now, carry the labels asked and allow a network if it is asked, leaving out the
+        `excluded` one (ties: the lower id)."""
         order = self._order
         start = bisect_left(order, (request.cpu_m, -1, ""))
         walk = (
@@ -78,6 +80,8 @@ class CapacityIndex:
             if free_memory < memory or free_gpus < wanted_gpus or worker_id == excluded:
                 continue
             if constraints and not matches(constraints, self._views[worker_id]):
+                continue
+            if network and not network_ok(network, self._views[worker_id]):
                 continue
             scored = score(free_cpu - cpu, free_memory - memory, cap_cpu, cap_memory)
             if scored < best_score or (scored == best_score and worker_id < best_id):

@@ -70,7 +70,9 @@ class Placer:
         reservation, excluded = self._reservation, None
         if reservation is not None and not reservation.admits(job, self._now):
             excluded = reservation.worker_id
-        if misses and not job.constraints and any(_covers(job.request, m) for m in misses):
+        # A miss is remembered only for jobs any worker may take (no labels, no network).
+        unrestricted = not job.constraints and not job.network
+        if misses and unrestricted and any(_covers(job.request, m) for m in misses):
             self._wait(job, excluded is None)
             return None
         best = self._index.best(
@@ -79,11 +81,12 @@ class Placer:
             scorer(self._policy, job.request, job.cpu_only),
             self._tightest_first,
             excluded,
+            job.network,
         )
         if best is None:
             self._wait(job, excluded is None)
             # A miss counts only when every worker was considered.
-            if not job.constraints and excluded is None and len(misses) < MAX_REMEMBERED_MISSES:
+            if unrestricted and excluded is None and len(misses) < MAX_REMEMBERED_MISSES:
                 misses.append(job.request)
             return None
         self._index.take(best, job.request)
@@ -112,8 +115,8 @@ def _covers(request: Resources, smaller: Resources) -> bool:
 
 
 NO_WORKER = "no live worker: start one with `jobyard worker`"
-# (request, constraints, whether the reservation admits the job to its worker)
-ReasonKey = tuple[Resources, tuple[tuple[str, str], ...], bool]
+# (request, constraints, network, whether the reservation admits the job to its worker)
+ReasonKey = tuple[Resources, tuple[tuple[str, str], ...], bool, bool]
 
 
 class PendingReasons:
@@ -129,7 +132,7 @@ class PendingReasons:
     def of(self, job: QueuedJob, admitted: bool) -> tuple[str, bool]:
         """(reason, whether a live worker could hold the job once it frees up), for a job the
         reservation `admitted` to its worker or not."""
-        key = (job.request, tuple(sorted(job.constraints.items())), admitted)
+        key = (job.request, tuple(sorted(job.constraints.items())), job.network, admitted)
         if key not in self._cache:
             self._cache[key] = self._explain(job, admitted)
         return self._cache[key]

@@ -19,6 +19,8 @@ class QueuedJob:
     timeout_s: float | None = None
     # It named no memory: its memory is the default, and binpack packs it by CPU alone.
     cpu_only: bool = False
+    # It asks for a network: only a worker whose agent allows networks may take it.
+    network: bool = False
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class WorkerView:
     slots: int
     used_slots: int
     labels: dict[str, str] = field(default_factory=dict)
+    allows_network: bool = False
 
     @property
     def free(self) -> Resources:

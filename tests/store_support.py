@@ -34,6 +34,7 @@ def submit(store: Store, job_id: str, cpu_m: int = 500, memory_mb: int = 64, **k
         "max_retries": kw.get("max_retries", 0),
         "timeout_s": kw.get("timeout_s"),
         "queue_timeout_s": kw.get("queue_timeout_s"),
+        "network": bool(kw.get("network", False)),
     }
     store.jobs.submit(
         job_id,
@@ -47,7 +48,12 @@ def submit(store: Store, job_id: str, cpu_m: int = 500, memory_mb: int = 64, **k
 
 
 def register(
-    store: Store, worker_id: str, cpu_m: int = 2000, memory_mb: int = 1024, slots: int = 4
+    store: Store,
+    worker_id: str,
+    cpu_m: int = 2000,
+    memory_mb: int = 1024,
+    slots: int = 4,
+    allows_network: bool = False,
 ) -> str:
     store.workers.register(
         worker_id,
@@ -57,6 +63,7 @@ def register(
         slots=slots,
         labels={},
         executor="docker",
+        allows_network=allows_network,
         max_workers=Config.from_env({}).max_workers,
     )
     return worker_id

@@ -164,6 +164,7 @@ class Agent:
             "max_parallel_jobs": self.config.max_parallel_jobs,
             "labels": dict(self.config.worker_labels),
             "executor": self.config.executor,
+            "allows_network": self.config.allow_network,
         }
 
     def _adopt(self, answer: Mapping[str, Any]) -> None:

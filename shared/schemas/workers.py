@@ -17,6 +17,10 @@ from shared.schemas.jobs import ResourcesSchema
 from shared.states import AGENT_REASONS
 
 WORKER_ID = validate.Length(min=1, max=100)
+ALLOWS_NETWORK = (
+    "whether the agent lets jobs have a network (its JOBYARD_ALLOW_NETWORK); only such a "
+    "worker is given a job with `network: true`"
+)
 
 
 class CapacitySchema(Schema):
@@ -31,6 +35,7 @@ class RegisterSchema(Schema):
     max_parallel_jobs = WholeNumber(load_default=4, validate=validate.Range(min=1, max=1024))
     labels = label_map(load_default=dict)
     executor = fields.String(load_default="docker", validate=validate.OneOf(["docker", "process"]))
+    allows_network = fields.Boolean(load_default=False, metadata={"description": ALLOWS_NETWORK})
 
 
 class RegisteredSchema(Schema):
@@ -130,6 +135,7 @@ class WorkerSchema(Schema):
     hostname = fields.String()
     status = fields.String()
     executor = fields.String()
+    allows_network = fields.Boolean(metadata={"description": ALLOWS_NETWORK})
     labels = fields.Dict()
     capacity = fields.Nested(CapacitySchema)
     max_parallel_jobs = fields.Integer()

@@ -79,6 +79,7 @@ class JobStore(StorePart):
             spec.get("max_retries") or 0,
             idempotency_key or "",
             "1" if cpu_only else "0",
+            "1" if spec.get("network") else "0",
         ]
         created, stored_id, *stored = self.scripts.run("submit", keys, args)
         if not created:

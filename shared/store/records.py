@@ -65,6 +65,8 @@ def worker_from_hash(h: dict[str, str], running_jobs: list[str]) -> dict[str, An
         "hostname": h["hostname"],
         "status": h["status"],
         "executor": h["executor"],
+        # Workers registered before the field existed allow none, as their agents did.
+        "allows_network": h.get("allows_network") == "1",
         "labels": json.loads(h["labels"]),
         "capacity": capacity.to_wire(),
         "max_parallel_jobs": int(h["slots"]),

@@ -12,11 +12,11 @@ from shared.store.scripts import StorePart
 # What the scheduler reads of each queued job and each worker.
 JOB_FIELDS = (
     "cpu_m", "memory_mb", "gpus", "priority", "pending_reason", "constraints", "queued_at",
-    "timeout_s", "cpu_only",
+    "timeout_s", "cpu_only", "network",
 )  # fmt: skip
 WORKER_FIELDS = (
     "status", "cpu_m", "memory_mb", "gpus", "slots", "res_cpu_m", "res_memory_mb", "res_gpus",
-    "res_slots", "labels",
+    "res_slots", "labels", "allows_network",
 )  # fmt: skip
 # Hashes per snapshot.lua call: about 10 ms of Redis time, which other clients wait out.
 SNAPSHOT_CHUNK = 1000
@@ -34,7 +34,8 @@ class SnapshotReads(StorePart):
         requests: dict[tuple[str, str, str], Resources] = {}  # few shapes, many jobs
         jobs = []
         for job_id, row in zip(ids, rows, strict=True):
-            cpu_m, mem, gpus, priority, reason, constraints, queued_at, timeout, cpu_only = row
+            (cpu_m, mem, gpus, priority, reason, constraints, queued_at, timeout, cpu_only,
+             network) = row  # fmt: skip
             if cpu_m is None:  # deleted between the two reads
                 continue
             request = requests.get((cpu_m, mem, gpus))
@@ -52,6 +53,7 @@ class SnapshotReads(StorePart):
                     float(queued_at),
                     timeout_s,
                     cpu_only == "1",
+                    network == "1",
                 )
             )
         return jobs
@@ -97,6 +99,7 @@ class SnapshotReads(StorePart):
                     slots,
                     r_slots,
                     json.loads(values[9]),
+                    values[10] == "1",
                 )
             )
         return workers

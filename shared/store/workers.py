@@ -31,6 +31,7 @@ class WorkerStore(StorePart):
         slots: int,
         labels: dict[str, str],
         executor: str,
+        allows_network: bool = False,
         max_workers: int,
     ) -> None:
         """Store a new worker and its token's hash; WorkerLimit when `max_workers` worker
@@ -53,6 +54,7 @@ class WorkerStore(StorePart):
                 slots,
                 json.dumps(labels),
                 executor,
+                "1" if allows_network else "0",
                 max_workers,
             ],
         )

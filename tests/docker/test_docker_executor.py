@@ -238,8 +238,7 @@ def test_limits_labels_and_isolation_are_applied(
         attempt=2,
         cpu=0.5,
         memory_mb=48,
-        network=True,
-    )  # asked, but the operator disallows
+    )
     thread, results = run_in_thread(executor, job, sink, cancel)
     wait_until(running_container(containers_of, worker_id), timeout=10)
 
@@ -260,6 +259,8 @@ def test_limits_labels_and_isolation_are_applied(
     assert host["CapDrop"] == ["ALL"]
     assert "no-new-privileges" in host["SecurityOpt"]
     assert host["NetworkMode"] == "none"
+    assert host["ReadonlyRootfs"] is True
+    assert host["Tmpfs"] == {"/tmp": "rw,nosuid,nodev,size=48m,mode=1777"}
     assert not host["DeviceRequests"]  # a job without GPUs asks the daemon for none
     assert container.attrs["Config"]["User"] == "65534:65534"
     assert sink.text("stdout") == "65534\n"

@@ -3,6 +3,9 @@ a job once its backoff has passed), one agent running jobs in Docker and one run
 as plain processes, and a real redis-server."""
 
 import shlex
+import shutil
+import tempfile
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -60,9 +63,19 @@ def test_a_job_that_always_fails_runs_once_per_retry_then_fails(cluster: Cluster
         assert gone.value.status == 404
 
 
-def test_a_job_that_fails_once_then_succeeds_completes(cluster: Cluster, tmp_path: Path) -> None:
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory every user may write: an agent running as root runs jobs as nobody, who
+    can reach /tmp but not pytest's tmp_path (under root's own 0700 directory)."""
+    path = Path(tempfile.mkdtemp(prefix="jobyard-retries-"))
+    path.chmod(0o777)
+    yield path
+    shutil.rmtree(path)
+
+
+def test_a_job_that_fails_once_then_succeeds_completes(cluster: Cluster, shared_dir: Path) -> None:
     # Containers share nothing between attempts; plain processes share the host's files.
-    marker = shlex.quote(str(tmp_path / "ran-before"))
+    marker = shlex.quote(str(shared_dir / "ran-before"))
     script = f"if [ -e {marker} ]; then echo second; else touch {marker}; exit 7; fi"
     job = cluster.client.submit(
         {"command": ["sh", "-c", script], "max_retries": 3, "constraints": PROCESS}

@@ -165,3 +165,20 @@ def test_a_job_held_off_a_reserved_worker_is_told_for_whom_and_until_when(
         "worker w1 is reserved for job big until about 22:18:20 UTC: only a job whose "
         "timeout_s ends by then may use it meanwhile",
     ]
+
+
+def test_a_network_job_waits_for_a_worker_that_allows_networks(store: Store) -> None:
+    submit(store, "net", network=True)
+    submit(store, "plain")
+    register(store, "closed", cpu_m=8000, memory_mb=8192)  # room enough, but no network
+    assert schedule_once(store, CONFIG, LEASE_TOKEN) == 1
+    assert states(store, "net", "plain") == [("QUEUED", None), ("ASSIGNED", "closed")]
+    assert store.jobs.get("net")["pending_reason"] == (
+        "needs a worker that allows network (JOBYARD_ALLOW_NETWORK); no live worker does"
+    )
+
+    register(store, "open", allows_network=True)
+    assert schedule_once(store, CONFIG, LEASE_TOKEN) == 1
+    assert states(store, "net") == [("ASSIGNED", "open")]
+    assert [w["allows_network"] for w in store.workers.all()] == [False, True]
+    check_invariants(store)

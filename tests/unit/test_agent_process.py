@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 from shared.config import Config
 from tests.helpers import Captured, wait_until
 from worker_agent.executors.base import ExecResult, JobRun
-from worker_agent.executors.process import ProcessExecutor
+from worker_agent.executors.process import ProcessExecutor, job_identity
 
 
 def make_job(command: list[str], **overrides: Any) -> JobRun:
@@ -147,15 +146,14 @@ def test_processes_left_behind_die_with_the_job(executor: ProcessExecutor) -> No
 
 def test_memory_limit_caps_the_address_space(executor: ProcessExecutor) -> None:
     sink = Captured()
-    script = "bytearray(400 * 1024 * 1024)"
-    job = make_job(
-        [sys.executable, "-c", script], memory_mb=200, env={"PYTHONDONTWRITEBYTECODE": "1"}
-    )
+    # dd, not this interpreter: an agent running as root runs the job as nobody, who may not
+    # reach an interpreter installed under /root.
+    job = make_job(["dd", "if=/dev/zero", "of=/dev/null", "bs=400M", "count=1"], memory_mb=200)
 
     result = executor.run(job, sink, threading.Event())
 
     assert result.exit_code == 1
-    assert "MemoryError" in sink.text("stderr")
+    assert "memory exhausted" in sink.text("stderr")
 
 
 def test_remove_orphans_kills_recorded_groups_of_the_given_workers_only(
@@ -237,3 +235,56 @@ def test_a_job_without_gpus_sees_none_rather_than_all(executor: ProcessExecutor)
     executor.run(make_job(["sh", "-c", VISIBLE]), sink, threading.Event())
 
     assert sink.text("stdout") == "|\n"  # set, and empty: CUDA then shows no device at all
+
+
+AS_ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="only root can switch users")
+ID_PROBE = 'echo "$(id -u) $(id -g) $(id -G)"; touch mine && echo wrote; touch /x || echo denied'
+
+
+@AS_ROOT
+def test_an_agent_running_as_root_runs_the_job_as_nobody_in_a_directory_it_owns(
+    executor: ProcessExecutor,
+) -> None:
+    sink = Captured()
+
+    result = executor.run(make_job(["sh", "-c", ID_PROBE]), sink, threading.Event())
+
+    assert result.exit_code == 0, sink.text("stderr")
+    # No supplementary groups left over from root's: only its own group.
+    assert sink.text("stdout").splitlines() == ["65534 65534 65534", "wrote", "denied"]
+    assert not Path("/x").exists()
+
+
+@AS_ROOT
+@pytest.mark.parametrize(("user", "expected"), [("1234:2345", "1234 2345 2345"), ("0", "0 0 0")])
+def test_the_operator_picks_the_jobs_user_root_included(
+    tmp_path: Path, user: str, expected: str
+) -> None:
+    executor = ProcessExecutor(
+        Config.from_env({}, agent_state_dir=str(tmp_path), container_user=user)
+    )
+    sink = Captured()
+
+    result = executor.run(
+        make_job(["sh", "-c", 'echo "$(id -u) $(id -g) $(id -G)"']), sink, threading.Event()
+    )
+
+    assert result.exit_code == 0, sink.text("stderr")
+    assert sink.text("stdout").strip() == expected
+
+
+@pytest.mark.parametrize(
+    ("user", "identity"),
+    [("65534:65534", (65534, 65534)), ("1000", (1000, 1000)), ("1000:50", (1000, 50)),
+     ("app", (65534, 65534)), ("1000:staff", (65534, 65534)), ("", (65534, 65534))],
+)  # fmt: skip
+def test_the_jobs_identity_under_a_root_agent_comes_from_the_container_user(
+    monkeypatch: pytest.MonkeyPatch, user: str, identity: tuple[int, int]
+) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert job_identity(Config.from_env({}, container_user=user)) == identity
+
+
+def test_an_agent_that_is_not_root_keeps_its_own_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert job_identity(Config.from_env({}, container_user="0:0")) is None

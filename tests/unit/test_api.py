@@ -303,3 +303,30 @@ def test_a_worker_drains_then_deregisters_and_its_token_dies(
         client.post(f"/api/v1/workers/{worker_id}/heartbeat", json={}, headers=token), 401
     )
     assert client.delete(f"/api/v1/workers/{other_id}", headers=ADMIN).status_code == 409
+
+
+def test_a_worker_says_at_registration_whether_it_allows_networks(client: FlaskClient) -> None:
+    for allows in (True, False, None):
+        body: dict[str, Any] = {"hostname": "h", "capacity": {"cpu": 1, "memory_mb": 64}}
+        if allows is not None:
+            body["allows_network"] = allows
+        assert client.post("/api/v1/workers/register", json=body, headers=JOIN).status_code == 201
+    workers = client.get("/api/v1/workers", headers=ADMIN).get_json()["workers"]
+    # Left out, the agent allows none (as agents before the field did).
+    assert sorted(w["allows_network"] for w in workers) == [False, False, True]
+
+
+def test_only_images_matching_the_allowed_patterns_are_accepted(store: Store) -> None:
+    config = Config.from_env(
+        {}, admin_token="admin-token", allowed_images=("jobyard/*", "registry.local/team/*:v*")
+    )
+    client = create_app(config, store).test_client()
+    for image in ("jobyard/busybox:latest", "registry.local/team/app:v3"):
+        assert submit(client, image=image)["image"] == image
+    response = client.post(
+        "/api/v1/jobs", json={"command": ["true"], "image": "busybox:latest"}, headers=ADMIN
+    )
+    error = error_of(response, 422)
+    assert error["details"]["json"]["image"] == [
+        "must match one of jobyard/*, registry.local/team/*:v*"
+    ]

@@ -78,9 +78,7 @@ def test_a_job_that_names_its_memory_keeps_cpu_and_memory_in_step() -> None:
     """The same 3 CPU job with its 256 MB asked for is scored in two dimensions: on 2 GB
     workers the 8 CPU one, whose memory per core is closest to what the job leaves, wins."""
     workers = [worker("eight", 8000, 2048), worker("two", 2000, 2048), worker("four", 4000, 2048)]
-    assert place([job("three", 3000, 256)], workers, "binpack").assignments == [
-        ("three", "eight")
-    ]
+    assert place([job("three", 3000, 256)], workers, "binpack").assignments == [("three", "eight")]
 
 
 def test_binpack_does_not_strand_memory_behind_a_full_cpu() -> None:
@@ -144,6 +142,32 @@ def test_a_waiting_job_is_told_the_refusal_of_the_worker_that_got_furthest() -> 
         "no live worker can ever hold it: largest worker has 1 CPU, 1024 MB; "
         "job needs 2 CPU, 128 MB"
     )
+
+
+def test_a_network_job_goes_only_to_a_worker_that_allows_networks() -> None:
+    closed = WorkerView("closed", Resources(8000, 8192), Resources(0, 0), 8, 0)
+    open_ = WorkerView("open", Resources(1000, 1024), Resources(0, 0), 8, 0, allows_network=True)
+    networked = QueuedJob("n", Resources(500, 128), 0, None, network=True)
+    plain = QueuedJob("p", Resources(500, 128), 0, None)
+
+    assert place([networked, plain], [closed, open_]).assignments == [
+        ("n", "open"),
+        ("p", "closed"),
+    ]
+    waiting = place([networked, plain], [closed])
+    assert waiting.assignments == [("p", "closed")]
+    assert waiting.pending["n"] == (
+        "needs a worker that allows network (JOBYARD_ALLOW_NETWORK); no live worker does"
+    )
+    assert waiting.waiting_for_capacity == []  # no worker frees up into allowing one
+
+
+def test_a_network_job_that_waits_does_not_hold_back_a_plain_one_of_its_shape() -> None:
+    """A network job's miss says nothing about workers that allow none."""
+    closed = WorkerView("closed", Resources(1000, 1024), Resources(0, 0), 8, 0)
+    networked = QueuedJob("n", Resources(500, 128), 0, None, network=True)
+    plain = QueuedJob("p", Resources(500, 128), 0, None)
+    assert place([networked, plain], [closed]).assignments == [("p", "closed")]
 
 
 sizes = st.tuples(st.integers(1, 4000), st.integers(1, 4096))
@@ -263,6 +287,7 @@ gpu_workers = st.lists(
         slots=st.integers(0, 2),
         used_slots=st.integers(0, 2),
         labels=st.dictionaries(st.sampled_from(["zone"]), st.sampled_from(["eu", "us"])),
+        allows_network=st.booleans(),
     ),
     max_size=4,
     unique_by=lambda w: w.id,
@@ -275,6 +300,7 @@ timed_jobs = st.builds(
     pending_reason=st.none(),
     constraints=st.dictionaries(st.sampled_from(["zone"]), st.sampled_from(["eu", "us"])),
     timeout_s=st.none() | st.sampled_from([30.0, 90.0]),
+    network=st.booleans(),
 )
 
 

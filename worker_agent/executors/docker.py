@@ -15,6 +15,7 @@ from docker.types import DeviceRequest
 
 from shared import clock
 from shared.config import Config
+from shared.images import image_allowed
 from shared.states import Reason
 from worker_agent.executors.base import (
     MIB,
@@ -53,6 +54,9 @@ class DockerExecutor:
         started = clock.monotonic()
         if cancel.is_set():
             return cancelled_before_start(started)
+        refusal = self._refusal(job)
+        if refusal is not None:
+            return error_result(refusal, started)
         try:
             container = self._create(job)
         except ImageNotFound:
@@ -82,8 +86,20 @@ class DockerExecutor:
                     removed += self._remove(container)
         return removed
 
+    def _refusal(self, job: JobRun) -> str | None:
+        """Why this agent will not run the job, checked again here though the API and the
+        scheduler already did: their settings may differ from this agent's."""
+        if not image_allowed(job.image, self.config.allowed_images):
+            return (
+                f"image {job.image!r} is not allowed on this worker (JOBYARD_ALLOWED_IMAGES: "
+                f"{', '.join(self.config.allowed_images)})"
+            )
+        if job.network and not self.config.allow_network:
+            return "the job asks for a network and this worker allows none (JOBYARD_ALLOW_NETWORK)"
+        return None
+
     def _create(self, job: JobRun) -> Container:
-        networked = job.network and self.config.allow_network
+        # Docker's default seccomp profile applies as long as no security_opt turns it off.
         return self.client.containers.create(
             job.image,
             job.command,
@@ -99,7 +115,11 @@ class DockerExecutor:
             pids_limit=self.config.pids_limit,
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
-            network_mode="bridge" if networked else "none",
+            network_mode="bridge" if job.network else "none",
+            read_only=self.config.readonly_rootfs,
+            # Writable scratch space even on a read-only root; its pages count against the
+            # container's memory limit, and the size bounds it to that limit as well.
+            tmpfs={"/tmp": f"rw,nosuid,nodev,size={job.memory_mb}m,mode=1777"},
             device_requests=device_requests(job.gpus),
             user=self.config.container_user or None,
             detach=True,

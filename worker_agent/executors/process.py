@@ -3,7 +3,8 @@ rlimits and a fresh working directory per attempt; for hosts without Docker.
 
 It isolates far less than a container: no filesystem, network or PID isolation, and memory
 is capped as address space (RLIMIT_AS), which is stricter than the resident memory Docker
-counts. Jobs run as the agent's user. Its GPUs are named in CUDA_VISIBLE_DEVICES and
+counts. Jobs run as the agent's user, except that an agent running as root drops them to an
+unprivileged one (see job_identity). Its GPUs are named in CUDA_VISIBLE_DEVICES and
 NVIDIA_VISIBLE_DEVICES, which CUDA honours but nothing enforces.
 """
 
@@ -42,6 +43,7 @@ from worker_agent.logfmt import log_event
 log = logging.getLogger(__name__)
 
 BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
+NOBODY = 65534  # the uid and gid of "nobody", which owns nothing
 READ_SIZE = 64 * 1024
 
 
@@ -59,6 +61,9 @@ class ProcessExecutor:
         workdir = self.state_dir / "work" / _slug(job)
         shutil.rmtree(workdir, ignore_errors=True)
         workdir.mkdir(parents=True)
+        identity = job_identity(self.config)
+        if identity is not None:
+            os.chown(workdir, *identity)  # the job's own, to write in
         try:
             return self._run_in(workdir, job, sink, cancel, started)
         finally:
@@ -117,6 +122,8 @@ class ProcessExecutor:
     def _spawn(self, job: JobRun, workdir: Path) -> "subprocess.Popen[bytes]":
         # The job's GPUs last, so its own env cannot widen them.
         env = {"PATH": BASE_PATH, "HOME": str(workdir), **job.env, **gpu_env(job.gpus)}
+        identity = job_identity(self.config)
+        uid, gid = identity if identity is not None else (None, None)
         return subprocess.Popen(
             job.command,
             cwd=workdir,
@@ -125,6 +132,10 @@ class ProcessExecutor:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,  # its own process group, so one killpg reaches it all
+            # In the child before exec, after the chdir: setgroups([]), setgid, setuid.
+            user=uid,
+            group=gid,
+            extra_groups=None if identity is None else [],
             # Only setrlimit runs between fork and exec: no lock a thread could hold.
             preexec_fn=_rlimits(job),
         )
@@ -205,6 +216,19 @@ class _Reaper:
         proc.returncode = self.exit_code  # reaped here, so Popen must not wait for it again
         self.cpu_s = usage.ru_utime + usage.ru_stime
         self.peak_memory_mb = usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
+
+
+def job_identity(config: Config) -> tuple[int, int] | None:
+    """(uid, gid) a job runs as when the agent runs as root, so that a job never has root
+    unless the operator asks: the numeric uid[:gid] of JOBYARD_CONTAINER_USER (gid = uid
+    when not given), else nobody. None when the agent is not root: it cannot switch users,
+    and the job runs as the agent's own unprivileged user."""
+    if os.geteuid() != 0:
+        return None
+    uid_text, _, gid_text = config.container_user.partition(":")
+    if not uid_text.isdigit() or (gid_text and not gid_text.isdigit()):
+        return NOBODY, NOBODY  # a user name means nothing outside the image it names
+    return int(uid_text), int(gid_text or uid_text)
 
 
 def gpu_env(gpus: tuple[str, ...]) -> dict[str, str]:

@@ -3,7 +3,8 @@
 -- ARGV: job_id, now, owner, spec_json, cpu_m, memory_mb, gpus, priority, use_idem, idem_ttl_s,
 --       constraints_json, queue_timeout_s ('' for none), timeout_s ('' for none), max_retries,
 --       idem (the idempotency key, kept so deleting the job can free it; '' for none),
---       cpu_only ('1' when the submission named no memory: binpack packs it by CPU alone)
+--       cpu_only ('1' when the submission named no memory: binpack packs it by CPU alone),
+--       network ('1' when the job asks for one: only a worker that allows networks takes it)
 -- Returns {1, job_id, the new job's hash as a flat field/value list}, so the caller answers
 -- without reading it back; or {0, job_id} when the idempotency key already named a job.
 local K_JOB, K_JOB_EVENTS, K_JOBS, K_OWNER, K_SEQ, K_IDEM =
@@ -24,7 +25,7 @@ redis.call('HSET', K_JOB,
   'created_at', now, 'queued_at', now, 'updated_at', now,
   'output_bytes', 0, 'output_chunks', 0, 'constraints', ARGV[11], 'queue_timeout_s', ARGV[12],
   'timeout_s', ARGV[13], 'max_retries', ARGV[14], 'retries', 0, 'idem', ARGV[15],
-  'cpu_only', ARGV[16])
+  'cpu_only', ARGV[16], 'network', ARGV[17])
 redis.call('ZADD', K_JOBS, seq, job_id)
 redis.call('ZADD', K_OWNER, seq, job_id)
 redis.call('ZADD', STATE_INDEX.QUEUED, seq, job_id)
