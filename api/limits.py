@@ -91,6 +91,6 @@ def _refusal(limit: RequestLimit) -> Response:
 
 def _rate_limited(exc: RateLimitExceeded) -> Response:
     # on_breach always builds the response; the fallback keeps the shape if it ever did not.
-    if exc.response is not None:
+    if isinstance(exc.response, Response):
         return exc.response
     return error_response(429, "rate_limited", "too many requests")
