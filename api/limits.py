@@ -14,8 +14,8 @@ import time
 from flask import Flask, Response, request
 from flask_limiter import Limiter, RateLimitExceeded, RequestLimit
 
-from api.auth import Unauthorized, authenticate
-from api.errors import error_response
+from api.auth import _presented_token, authenticate
+from api.errors import Unauthorized, error_response
 from api.extensions import services
 from shared.store.tokens import token_hash
 
@@ -71,8 +71,7 @@ def _identity() -> str:
         authenticate()
     except Unauthorized:
         return f"addr:{request.remote_addr or 'unknown'}"
-    token = request.headers["Authorization"].partition(" ")[2].strip()
-    return f"token:{token_hash(token)}"
+    return f"token:{token_hash(_presented_token())}"  # the header read as authenticate reads it
 
 
 def _refusal(limit: RequestLimit) -> Response:
