@@ -37,7 +37,9 @@ def install(app: Flask) -> None:
             "connection_pool": store.redis.connection_pool,
             "key_prefix": store.keys.rate_limits,  # the store's prefix (config.redis_prefix)
         },
-        strategy="moving-window",
+        # Two counters a key (this window and the last), whatever the limit: a moving window
+        # would keep one list entry per request, 6000 a token at the default.
+        strategy="sliding-window-counter",
         application_limits_exempt_when=lambda: request.endpoint in EXEMPT,
         # Fail open: when Redis cannot be reached, every view that needs the store answers
         # 503 itself, while /healthz and the views that need no Redis keep working; a

@@ -71,9 +71,10 @@ def test_the_probes_and_metrics_are_never_limited(store: Store) -> None:
     assert client.get("/api/v1/jobs", headers=ADMIN).status_code == 200
 
 
-def test_two_api_processes_on_one_redis_share_the_count(store: Store) -> None:
+def test_two_api_processes_on_one_redis_share_the_count(store: Store, redis_url: str) -> None:
     store.tokens.create("bob", "user", "bob-token")
-    first, second = client_of(store), client_of(store)
+    # Two apps, each with its own connections, as two API processes have.
+    first, second = client_of(store), client_of(Store(connect(redis_url), "t:"))
     assert first.get("/api/v1/jobs", headers=BOB).status_code == 200
     assert second.get("/api/v1/jobs", headers=BOB).status_code == 200
     assert first.get("/api/v1/jobs", headers=BOB).status_code == 200
