@@ -2,7 +2,7 @@
 
 from flask import Flask
 
-from api import attempts, guards, jobs, ops, streams, tokens, workers
+from api import attempts, guards, jobs, limits, ops, streams, tokens, workers
 from api.errors import JobyardApi, register_error_handlers
 from api.extensions import Services
 from api.token_cache import TokenCache
@@ -32,6 +32,7 @@ def create_app(config: Config | None = None, store: Store | None = None) -> Flas
     for blueprint in (jobs.blp, attempts.blp, workers.blp, ops.blp, streams.blp, tokens.blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(ops.probes)
+    limits.install(app)  # before the guards: a refused caller costs no body reading
     guards.install(app)
     register_error_handlers(app)
     return app

@@ -6,8 +6,8 @@ from flask import Blueprint as FlaskBlueprint
 from flask import Response
 from flask.views import MethodView
 
-from api.auth import current, require
-from api.errors import documents_errors, error_response
+from api.auth import authenticate, current, require
+from api.errors import Forbidden, documents_errors, error_response
 from api.extensions import services
 from api.guards import Blueprint
 from shared.resources import Resources
@@ -71,6 +71,12 @@ class Stats(MethodView):
 
 @probes.get("/metrics")
 def metrics() -> Response:
+    # The figures describe every owner's jobs and the whole cluster: an admin's to read,
+    # unless the operator opened them to a scraper that holds no token.
+    if not services().config.public_metrics:
+        principal = authenticate()
+        if not principal.is_admin:
+            raise Forbidden(f"a {principal.role} token cannot read the metrics")
     stats = cluster_stats()
     lines = ["# TYPE jobyard_jobs gauge"]
     lines += [f'jobyard_jobs{{state="{s}"}} {n}' for s, n in stats["counts"].items()]

@@ -16,6 +16,12 @@ class Keys:
     # Global keys
 
     @property
+    def rate_limits(self) -> str:
+        """Prefix of flask-limiter's counters (api/limits.py): the limits library adds
+        ":LIMITER/<identity>/..." and owns the keys under it."""
+        return f"{self.prefix}limits"
+
+    @property
     def counts(self) -> str:
         """Hash: state -> number of jobs in it."""
         return f"{self.prefix}counts"

@@ -3,8 +3,11 @@ real redis-server: no generated request may get a 5xx, an undeclared status, a w
 content type or a body that breaks the schema documented for its operation and status.
 
 It runs schemathesis' own command (all its phases: boundary values, fuzzing, stateful
-sequences) with the requests aimed at a real job assigned to a real worker, called with
-that worker's token, so that they reach past the 404 and the 403 into the handlers.
+sequences) with the requests aimed at a real job assigned to a real worker, once for each
+kind of caller: as an admin (the worker's own endpoints with that worker's token, so that
+they reach past the 404 and the 403 into the handlers), as a user (the job is the user's
+own) and as the worker (every operation with its token: what a worker may not call must
+answer a documented 403, never a 5xx).
 Bounded: a few examples per operation, a timeout on each request and on the whole run, and
 the two event streams left out (they stay open while the job runs, or for ever; the
 output stream's tests cover them).
@@ -20,6 +23,7 @@ from typing import Any
 import pytest
 import redis
 
+from shared.client import ApiClient
 from tests.e2e.cluster import ADMIN_TOKEN, JOIN_TOKEN, Cluster
 from tests.helpers import wait_until
 
@@ -69,35 +73,55 @@ def register(cluster: Cluster, hostname: str, cpu: float, memory_mb: int) -> dic
     return answer
 
 
-def targets(cluster: Cluster) -> dict[str, Any]:
+def targets(cluster: Cluster, caller: str) -> dict[str, Any]:
     """A job assigned to a worker that schemathesis speaks for (no agent runs), a spare
-    worker for drain and deregistration, and a finished job for DELETE."""
-    worker = register(cluster, "schemathesis", cpu=2, memory_mb=1024)
-    spare = register(cluster, "spare", cpu=0.001, memory_mb=1)  # fits no job
-    job = cluster.client.submit({"command": ["true"]})["id"]
+    worker for drain and deregistration, a finished job for DELETE, and the token the run
+    calls with: the admin's, a new user's (whose jobs these are) or the worker's."""
+    # The workers of an earlier run (and those schemathesis registered) take no more jobs,
+    # and the jobs it submitted are cancelled: this run's job must go to this run's worker.
+    for earlier in cluster.client.workers()["workers"]:
+        if earlier["status"] == "alive":
+            cluster.client.drain(earlier["id"])
+    while queued := cluster.client.jobs(state="QUEUED", limit=100)["jobs"]:
+        for leftover in queued:
+            cluster.client.cancel(leftover["id"])
+    worker = register(cluster, f"schemathesis-{caller}", cpu=2, memory_mb=1024)
+    spare = register(cluster, f"spare-{caller}", cpu=0.001, memory_mb=1)  # fits no job
+    token = {"admin": ADMIN_TOKEN, "worker": worker["token"]}.get(caller)
+    if token is None:
+        created = cluster.client.request("POST", "/api/v1/tokens", json={"name": caller})
+        token = created["token"]
+    owner = ApiClient(cluster.api_url, ADMIN_TOKEN if caller == "worker" else token)
+    job = owner.submit({"command": ["true"]})["id"]
     wait_until(lambda: cluster.client.job(job)["worker_id"] == worker["worker_id"], 20)
     too_big = {"command": ["true"], "resources": {"cpu": 4}}  # stays QUEUED: cancelled at once
-    finished = cluster.client.submit(too_big)["id"]
-    cluster.client.cancel(finished)
-    return {"worker": worker, "spare": spare["worker_id"], "job": job, "finished": finished}
+    finished = owner.submit(too_big)["id"]
+    owner.cancel(finished)
+    owner.close()
+    return {
+        "caller": caller,
+        "token": token,
+        "worker": worker,
+        "spare": spare["worker_id"],
+        "job": job,
+        "finished": finished,
+    }
 
 
 def config_file(path: Path, aims: dict[str, Any]) -> Path:
     """schemathesis.toml: which ids and token each operation is called with."""
     worker = aims["worker"]
+    own_worker: dict[str, Any] = {
+        "include-path-regex": r"/attempts/|/heartbeat$|/assignments$",
+        "parameters": {"worker_id": worker["worker_id"], "attempt": 1, "wait": 0},
+    }
+    if aims["caller"] == "admin":  # an admin may not speak for a worker: its token does
+        own_worker["headers"] = {"Authorization": f"Bearer {worker['token']}"}
     operations = [
-        {
-            "include-path-regex": r"/attempts/|/heartbeat$|/assignments$",
-            "headers": {"Authorization": f"Bearer {worker['token']}"},
-            "parameters": {"worker_id": worker["worker_id"], "attempt": 1, "wait": 0},
-        },
+        own_worker,
         {
             "include-path-regex": r"^/api/v1/workers/\{worker_id\}(/drain)?$",
             "parameters": {"worker_id": aims["spare"]},
-        },
-        {
-            "include-path": "/api/v1/workers/register",
-            "headers": {"Authorization": f"Bearer {JOIN_TOKEN}"},
         },
         {
             "include-path": "/api/v1/jobs/{job_id}",
@@ -105,7 +129,14 @@ def config_file(path: Path, aims: dict[str, Any]) -> Path:
             "parameters": {"job_id": aims["finished"]},
         },
     ]
-    lines = [f"headers = {{ Authorization = {json.dumps('Bearer ' + ADMIN_TOKEN)} }}"]
+    if aims["caller"] == "admin":
+        operations.append(
+            {
+                "include-path": "/api/v1/workers/register",
+                "headers": {"Authorization": f"Bearer {JOIN_TOKEN}"},
+            }
+        )
+    lines = [f"headers = {{ Authorization = {json.dumps('Bearer ' + aims['token'])} }}"]
     lines.append(f"parameters = {{ job_id = {json.dumps(aims['job'])} }}")
     for operation in operations:
         lines.append("[[operations]]")
@@ -120,8 +151,11 @@ def _toml(value: Any) -> str:
     return json.dumps(value)
 
 
-def test_no_response_breaks_the_documented_contract(api: Cluster, tmp_path: Path) -> None:
-    config = config_file(tmp_path / "schemathesis.toml", targets(api))
+@pytest.mark.parametrize("caller", ["admin", "user", "worker"])
+def test_no_response_breaks_the_documented_contract(
+    api: Cluster, tmp_path: Path, caller: str
+) -> None:
+    config = config_file(tmp_path / "schemathesis.toml", targets(api, caller))
     run = subprocess.run(
         [
             SCHEMATHESIS, "--config-file", str(config), "run",

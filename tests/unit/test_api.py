@@ -271,7 +271,8 @@ def test_openapi_document_and_metrics_are_served(client: FlaskClient) -> None:
     spec = client.get("/api/v1/openapi.json").get_json()
     assert "/api/v1/jobs" in spec["paths"] and "/api/v1/workers/register" in spec["paths"]
     submit(client)
-    assert 'jobyard_jobs{state="QUEUED"} 1' in client.get("/metrics").get_data(as_text=True)
+    metrics = client.get("/metrics", headers=ADMIN).get_data(as_text=True)
+    assert 'jobyard_jobs{state="QUEUED"} 1' in metrics
 
 
 def test_retry_queues_a_cancelled_job_again_and_refuses_others(client: FlaskClient) -> None:
