@@ -35,7 +35,7 @@ def _equal(presented: str, configured: str) -> bool:
     return bool(configured) and hmac.compare_digest(presented.encode(), configured.encode())
 
 
-def _presented_token() -> str:
+def presented_token() -> str:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -44,7 +44,7 @@ def _presented_token() -> str:
 
 
 def authenticate() -> Principal:
-    token = _presented_token()
+    token = presented_token()
     config = services().config
     if _equal(token, config.admin_token):
         return Principal(ADMIN_NAME, "admin")

@@ -14,7 +14,7 @@ import time
 from flask import Flask, Response, request
 from flask_limiter import Limiter, RateLimitExceeded, RequestLimit
 
-from api.auth import _presented_token, authenticate
+from api.auth import authenticate, presented_token
 from api.errors import Unauthorized, error_response
 from api.extensions import services
 from shared.store.tokens import token_hash
@@ -73,7 +73,7 @@ def _identity() -> str:
         authenticate()
     except Unauthorized:
         return f"addr:{request.remote_addr or 'unknown'}"
-    return f"token:{token_hash(_presented_token())}"  # the header read as authenticate reads it
+    return f"token:{token_hash(presented_token())}"  # the header read as authenticate reads it
 
 
 def _refusal(limit: RequestLimit) -> Response:
