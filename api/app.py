@@ -2,7 +2,7 @@
 
 from flask import Flask
 
-from api import attempts, guards, jobs, limits, ops, streams, tokens, workers
+from api import attempts, guards, jobs, limits, ops, session, streams, tokens, web, workers
 from api.errors import JobyardApi, register_error_handlers
 from api.extensions import Services
 from api.token_cache import TokenCache
@@ -12,7 +12,8 @@ from shared.store import Store, connect
 
 def create_app(config: Config | None = None, store: Store | None = None) -> Flask:
     config = config or Config.from_env()
-    app = Flask("jobyard")
+    # No static route of the app's own: the dashboard's blueprint serves /static.
+    app = Flask("jobyard", static_folder=None)
     app.config.update(
         API_TITLE="jobyard",
         API_VERSION="v1",
@@ -32,6 +33,8 @@ def create_app(config: Config | None = None, store: Store | None = None) -> Flas
     for blueprint in (jobs.blp, attempts.blp, workers.blp, ops.blp, streams.blp, tokens.blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(ops.probes)
+    app.register_blueprint(session.blp)
+    app.register_blueprint(web.blp)
     limits.install(app)  # before the guards: a refused caller costs no body reading
     guards.install(app)
     register_error_handlers(app)

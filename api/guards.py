@@ -55,10 +55,17 @@ def refuse_cut_bodies() -> None:
         raise BadRequest(f"the request body ended before its {expected} bytes")
 
 
+# The one route that reads a form: the dashboard's login (api/session.py).
+FORM_ENDPOINTS = frozenset({"session.login_form"})
+FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+
+
 def refuse_bodies_not_json() -> None:
-    """Every body the API reads is JSON. One sent as text/plain or a form was ignored by
-    the argument parser, which then said "command: missing data"; a request with no body
-    (cancel, retry) needs no Content-Type."""
+    """Every body the API reads is JSON, but the login form's. One sent as text/plain or a
+    form was ignored by the argument parser, which then said "command: missing data"; a
+    request with no body (cancel, retry) needs no Content-Type."""
+    if request.endpoint in FORM_ENDPOINTS and request.mimetype in FORM_TYPES:
+        return
     if request.get_data(cache=True) and not request.is_json:
         raise UnsupportedMediaType(
             f"the request body must be application/json, not {request.mimetype or 'untyped'}"

@@ -1,11 +1,12 @@
-"""User endpoints for jobs: submit, list, get, events, output, cancel."""
+"""User endpoints for jobs: submit, list, export, get, events, output, cancel."""
 
 import secrets
 from typing import Any
 
-from flask import request
+from flask import Response, request, stream_with_context
 from flask.views import MethodView
 
+from api import export
 from api.auth import current, require
 from api.errors import Forbidden, Invalid, JobNotFound, documents_errors
 from api.extensions import services
@@ -14,6 +15,7 @@ from shared.images import image_allowed
 from shared.resources import Resources, cpu_to_millicores
 from shared.schemas.jobs import (
     EventListSchema,
+    JobExportArgsSchema,
     JobListArgsSchema,
     JobListSchema,
     JobSchema,
@@ -115,18 +117,62 @@ class Jobs(MethodView):
     def get(self, args: dict[str, Any]) -> Any:
         """Jobs newest first, with counts per state: a user's own; an admin's of every owner,
         or of `owner`."""
-        owner = _listed_owner(args.get("owner"))
-        label = tuple(args["label"].split("=", 1)) if "label" in args else None
+        filters = _filters(args)
         store = services().store
         jobs, next_cursor = store.jobs.query(
-            owner=owner,
-            state=args.get("state"),
-            worker=args.get("worker"),
-            label=label,
-            limit=args["limit"],
-            cursor=args.get("cursor"),
+            **filters, limit=args["limit"], cursor=args.get("cursor")
         )
-        return {"jobs": jobs, "next_cursor": next_cursor, "counts": store.jobs.counts(owner)}
+        return {
+            "jobs": jobs,
+            "next_cursor": next_cursor,
+            "counts": store.jobs.counts(filters["owner"]),
+        }
+
+
+def _filters(args: dict[str, Any]) -> dict[str, Any]:
+    """The store query's filters from a list's or an export's arguments."""
+    label = tuple(args["label"].split("=", 1)) if "label" in args else None
+    return {
+        "owner": _listed_owner(args.get("owner")),
+        "state": args.get("state"),
+        "worker": args.get("worker"),
+        "label": label,
+    }
+
+
+EXPORT_DOC = {
+    "responses": {
+        "200": {
+            "description": "every matching job, newest first, as a download: CSV with a "
+            "header line (cells a spreadsheet would run as formulas start with '), or one "
+            "JSON array of jobs",
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "application/json": {"schema": {"type": "array", "items": JobSchema}},
+            },
+        }
+    }
+}
+
+
+@blp.route("/export")
+class JobExport(MethodView):
+    @require("admin", "user")
+    @documents_errors(blp, 401, 403, 503)
+    @blp.arguments(JobExportArgsSchema(), location="query")
+    @blp.doc(**EXPORT_DOC)
+    def get(self, args: dict[str, Any]) -> Response:
+        """The list's jobs (same filters, same owner rule), all of them, as a file."""
+        filters = _filters(args)
+        jobs = export.matching_jobs(services().store.jobs, filters)
+        kind = args["format"]
+        body = export.as_csv(jobs) if kind == "csv" else export.as_json(jobs)
+        name = export.filename(filters, kind)
+        return Response(
+            stream_with_context(body),
+            mimetype="text/csv" if kind == "csv" else "application/json",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
 
 
 @blp.route("/<string:job_id>")

@@ -14,10 +14,9 @@ import time
 from flask import Flask, Response, request
 from flask_limiter import Limiter, RateLimitExceeded, RequestLimit
 
-from api.auth import authenticate, presented_token
-from api.errors import Unauthorized, error_response
+from api.auth import identify
+from api.errors import Forbidden, Unauthorized, error_response
 from api.extensions import services
-from shared.store.tokens import token_hash
 
 EXEMPT = frozenset({"probes.healthz", "probes.readyz", "probes.metrics"})
 
@@ -70,10 +69,10 @@ def _identity() -> str:
     for a request without one or with a wrong one, so that inventing tokens buys no new
     budget."""
     try:
-        authenticate()
-    except Unauthorized:
+        _, digest = identify()
+    except (Unauthorized, Forbidden):  # Forbidden: a session's unsafe request without CSRF
         return f"addr:{request.remote_addr or 'unknown'}"
-    return f"token:{token_hash(presented_token())}"  # the header read as authenticate reads it
+    return f"token:{digest}"
 
 
 def _refusal(limit: RequestLimit) -> Response:

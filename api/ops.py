@@ -11,7 +11,7 @@ from api.errors import Forbidden, documents_errors, error_response
 from api.extensions import services
 from api.guards import Blueprint
 from shared.resources import Resources
-from shared.schemas.jobs import StatsSchema
+from shared.schemas.jobs import StatsHistorySchema, StatsSchema
 
 probes = FlaskBlueprint("probes", __name__)
 blp = Blueprint("stats", __name__, url_prefix="/api/v1/stats", description="Cluster figures")
@@ -67,6 +67,17 @@ class Stats(MethodView):
         cluster's workers, capacity and reservation."""
         principal = current()
         return cluster_stats(None if principal.is_admin else principal.name)
+
+
+@blp.route("/history")
+class StatsHistory(MethodView):
+    @require("admin", "user")
+    @documents_errors(blp, 401, 403, 503)
+    @blp.response(200, StatsHistorySchema)
+    def get(self) -> Any:
+        """The last hour a minute at a time: jobs finished per state, and the queue depth.
+        The whole pool's figures (counts only, no job), for the dashboard's charts."""
+        return {"minutes": services().store.history.minutes()}
 
 
 @probes.get("/metrics")

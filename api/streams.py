@@ -76,6 +76,11 @@ FEED_DESCRIPTION = "\n".join(
         "`version` after the change: apply it only when newer than the version you hold. "
         "Admins see everything, users the events of their own jobs.",
         "",
+        "When the resume point is older than the oldest event the feed still holds (it "
+        "keeps the newest entries only), the stream starts with `event: reset` (data `{}`, "
+        "the id to resume from from now on): changes were missed, so refetch what you show, "
+        "then apply the events that follow.",
+        "",
         "Kinds:",
         *(f"- `{kind.name}`: {kind.description}" for kind in KINDS),
         "",
@@ -143,8 +148,10 @@ class ChangeFeed(MethodView):
         viewer = None if principal.is_admin else principal.name
         streams = services().store.streams
         # Pinned here, not "$" on every read, which would skip what lands between reads.
-        after = _resume_from(args, FEED_EVENT_ID) or streams.last_change_id()
-        return _event_stream(change_events(streams, after, viewer, _client_gone()))
+        resume = _resume_from(args, FEED_EVENT_ID)
+        reset = resume is not None and not streams.can_resume_after(resume)
+        after = resume if resume is not None and not reset else streams.last_change_id()
+        return _event_stream(change_events(streams, after, viewer, _client_gone(), reset))
 
 
 def output_events(streams: StreamStore, job_id: str, after: int, gone: Gone) -> Iterator[str]:
@@ -172,11 +179,14 @@ def output_events(streams: StreamStore, job_id: str, after: int, gone: Gone) -> 
 
 
 def change_events(
-    streams: StreamStore, after: str, viewer: str | None, gone: Gone
+    streams: StreamStore, after: str, viewer: str | None, gone: Gone, reset: bool = False
 ) -> Iterator[str]:
     """Feed entries after the entry id `after` as they come; `viewer` None sees all, a user
-    name only the changes of that user's jobs."""
+    name only the changes of that user's jobs. With `reset`, a first `reset` event says the
+    asked-for resume point is gone, so the client must refetch what it shows."""
     yield f"retry: {RETRY_MS}\n\n"
+    if reset:
+        yield _event("{}", event_id=after, event="reset")
     keepalive = _Keepalive()
     while not gone():
         changes = streams.wait_changes(after, FEED_BATCH, FEED_SLICE_S)

@@ -54,7 +54,10 @@ class TokenCache:
 
     def get(self, token: str) -> Record | None:
         """The record {name, role, worker_id?} of a stored token, or None."""
-        key = token_hash(token)
+        return self.get_digest(token_hash(token))
+
+    def get_digest(self, key: str) -> Record | None:
+        """The same, by the token's sha256 (a session cookie carries only that)."""
         now = self._clock()
         entry = self._entries.get(key)
         if entry is not None and entry.expires > now:

@@ -17,6 +17,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from urllib.parse import quote
 
 import click
 
@@ -239,6 +240,8 @@ def banner(plan: Plan) -> str:
     return f"""
 jobyard is up.
   API:        {plan.api_url}   (OpenAPI: {plan.api_url}/docs)
+  Dashboard:  {plan.api_url}/login?token={quote(plan.admin_token, safe="")}
+              (this link logs you in as admin; the page it opens keeps no token)
   Executor:   {plan.executor}
   Credentials for the `jobyard` command and curl: {plan.state_dir / CREDENTIALS_FILE.name}
 

@@ -177,6 +177,7 @@ def run_scheduler(
                 continue
             if time.monotonic() >= next_reap:  # clocks need seconds, not every wake-up
                 reap_once(store, config, hearing_since)
+                store.history.sample()  # at most one entry a minute, whoever calls
                 next_reap = time.monotonic() + TICK_S
             if schedule_once(store, config, token) == 0:
                 store.scheduling.wait_for_work(TICK_S)

@@ -135,6 +135,10 @@ class Config:
     admin_token: str = _setting("JOBYARD_ADMIN_TOKEN", "")
     worker_join_token: str = _setting("JOBYARD_WORKER_JOIN_TOKEN", "")
     token: str = _setting("JOBYARD_TOKEN", "")
+    # Signs the dashboard's session cookies; derived from the admin token when unset, so
+    # rotating that token also ends every session.
+    session_secret: str = _setting("JOBYARD_SESSION_SECRET", "")
+    session_ttl_s: int = _setting("JOBYARD_SESSION_TTL_S", 12 * 3600, _positive_int)
     heartbeat_s: float = _setting("JOBYARD_HEARTBEAT_S", 10.0, _positive_float)
     worker_timeout_s: float = _setting("JOBYARD_WORKER_TIMEOUT_S", 30.0, _positive_float)
     max_requeues: int = _setting("JOBYARD_MAX_REQUEUES", 3, _non_negative_int)

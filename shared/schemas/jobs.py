@@ -114,7 +114,9 @@ class JobSchema(Schema):
     finished_at = Timestamp()
 
 
-class JobListArgsSchema(Schema):
+class JobFilterSchema(Schema):
+    """Which jobs a list or an export holds."""
+
     state = fields.String(validate=validate.OneOf([s.value for s in JobState]))
     owner = fields.String(
         validate=validate.Length(min=1, max=200),
@@ -125,8 +127,17 @@ class JobListArgsSchema(Schema):
     )
     worker = fields.String(validate=validate.Length(max=100))
     label = fields.String(validate=validate.Regexp(r"^[^=]+=.*$", error="must be KEY=VALUE"))
+
+
+class JobListArgsSchema(JobFilterSchema):
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
     cursor = fields.Integer(validate=validate.Range(min=0))
+
+
+class JobExportArgsSchema(JobFilterSchema):
+    """The job list's filters, without its paging: an export is every job that matches."""
+
+    format = fields.String(load_default="csv", validate=validate.OneOf(["csv", "json"]))
 
 
 class JobListSchema(Schema):
@@ -199,3 +210,30 @@ class StatsSchema(Schema):
     # Sums over workers: not one job's request, so none of its limits apply.
     capacity = fields.Nested(ResourceAmountsSchema)
     reserved = fields.Nested(ResourceAmountsSchema)
+
+
+class FinishedCountsSchema(Schema):
+    COMPLETED = fields.Integer()
+    FAILED = fields.Integer()
+    CANCELLED = fields.Integer()
+
+
+class HistoryPointSchema(Schema):
+    at = Timestamp(
+        metadata={"description": "when the figures were taken: a minute's start, or now"}
+    )
+    finished = fields.Nested(
+        FinishedCountsSchema,
+        metadata={"description": "jobs that ended in each state since the point before"},
+    )
+    queue_depth = fields.Integer(metadata={"description": "QUEUED jobs at `at`"})
+
+
+class StatsHistorySchema(Schema):
+    minutes = fields.List(
+        fields.Nested(HistoryPointSchema),
+        metadata={
+            "description": "the last hour, oldest first, at most one point a minute; the last "
+            "point is now (the minute so far). The whole pool's figures."
+        },
+    )

@@ -1,7 +1,8 @@
 """The Redis store: the single source of truth for jobs, workers and tokens.
 
 `Store` bundles one client, its registered scripts and the key builder; the parts are
-`jobs`, `workers`, `tokens`, `scheduling` and `streams`. Only the api and scheduler use it.
+`jobs`, `workers`, `tokens`, `scheduling`, `streams` and `history`. Only the api and
+scheduler use it.
 """
 
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from shared import clock as default_clock
+from shared.store.history import HistoryStore
 from shared.store.jobs import JobStore
 from shared.store.keys import Keys
 from shared.store.scheduling import SchedulingStore
@@ -39,6 +41,7 @@ class Store:
         self.tokens = TokenStore(client, self.keys, scripts, clock)
         self.scheduling = SchedulingStore(client, self.keys, scripts, clock)
         self.streams = StreamStore(client, self.keys)
+        self.history = HistoryStore(client, self.keys, scripts, clock)
 
 
 def connect(redis_url: str) -> redis.Redis:

@@ -40,6 +40,19 @@ class Keys:
         return f"{self.prefix}owner_counts:recounted"
 
     @property
+    def finished_totals(self) -> str:
+        """Hash: terminal state -> how many times a job has entered it, ever (deletions do not
+        lower it): the cumulative figures the history samples."""
+        return f"{self.prefix}finished:totals"
+
+    @property
+    def history(self) -> str:
+        """Stream of one entry a minute, its id the minute's start in milliseconds: the
+        finished totals and the queue depth then (lua/history_sample.lua); the dashboard's
+        charts of the last hour."""
+        return f"{self.prefix}history"
+
+    @property
     def events(self) -> str:
         """Stream of every job and worker change (the dashboard's feed)."""
         return f"{self.prefix}events"
@@ -147,6 +160,7 @@ class Keys:
             "K_ASSIGNED_AT": self.assigned_at,
             "K_RUN_DEADLINES": self.run_deadlines,
             "K_OWNER_COUNTS": self.owner_counts,
+            "K_FINISHED_TOTALS": self.finished_totals,
         }
 
     # Per job

@@ -42,6 +42,7 @@ SCRIPT_NAMES = (
     "snapshot",
     "clocks",
     "recount",
+    "history_sample",
     "token_create",
     "token_revoke",
     "token_used",

@@ -76,6 +76,20 @@ class StreamStore:
         newest = self.redis.xrevrange(self.keys.events, "+", "-", count=1)
         return str(newest[0][0]) if newest else START_OF_FEED
 
+    def can_resume_after(self, after: str) -> bool:
+        """Whether the feed still holds every entry after the id `after`: false once the
+        feed's cap has trimmed entries newer than it (a follower away too long)."""
+        oldest = self.redis.xrange(self.keys.events, "-", "+", count=1)
+        return not oldest or _stream_id(str(oldest[0][0])) <= _stream_id(after) or (
+            _stream_id(after) == _stream_id(START_OF_FEED) and not self._trimmed()
+        )
+
+    def _trimmed(self) -> bool:
+        # Redis counts what XADD's MAXLEN (or XTRIM) removed: without that, a follower from
+        # the very start has lost nothing.
+        info = self.redis.xinfo_stream(self.keys.events)
+        return int(info.get("entries-added", 0)) > int(info.get("length", 0))
+
     def wait_changes(self, after: str, count: int, block_s: float) -> list[Change]:
         """Feed entries after the entry id `after`, oldest first, at most `count`, waiting up
         to `block_s` for the first."""
@@ -90,6 +104,11 @@ class StreamStore:
             )
             for entry_id, fields in _entries(reply)
         ]
+
+
+def _stream_id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def _status(job_id: str, values: list[str | None]) -> JobStatus | None:

@@ -340,3 +340,24 @@ def test_the_openapi_document_shows_every_kind_with_its_fields(client: FlaskClie
         assert component["additionalProperties"] is False
         for field in kind.fields:
             assert properties[field.name].get("nullable", False) == field.nullable
+
+
+def test_a_resume_point_the_feed_has_trimmed_starts_with_a_reset(
+    store: Store, client: FlaskClient
+) -> None:
+    for n in range(5):
+        submit(store, f"j{n}")
+    ids = [entry_id for entry_id, _ in store.redis.xrange(store.keys.events)]
+    # Resuming after an entry still held, or from the start of an untrimmed feed: no reset.
+    assert json.loads(next(stream(client, ADMIN, ids[2])).data)["id"] == "j3"
+    assert json.loads(next(stream(client, ADMIN, START_OF_FEED)).data)["id"] == "j0"
+
+    # As the cap does, in time, to a follower long gone.
+    store.redis.xtrim(store.keys.events, maxlen=2, approximate=False)
+    for resume in (ids[1], START_OF_FEED):
+        newest = store.streams.last_change_id()
+        events = stream(client, ADMIN, resume)
+        reset = next(events)
+        assert (reset.event, reset.data, reset.last_id) == ("reset", "{}", newest)
+        submit(store, f"after-{resume}")  # and the stream goes on from the newest entry
+        assert [e["id"] for e in until(events, "job", f"after-{resume}")] == [f"after-{resume}"]

@@ -28,9 +28,19 @@ TABLE: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/openapi.json"): ANYONE,
     ("GET", "/docs"): ANYONE,
     ("GET", "/static/<path:filename>"): ANYONE,
+    # The login flow, and the dashboard's pages: without a session a page redirects to
+    # /login (303), and what it shows comes from the API calls below, each with its roles.
+    ("GET", "/login"): ANYONE,
+    ("POST", "/login"): ANYONE,
+    ("GET", "/logout"): ANYONE,
+    ("GET", "/"): ANYONE,
+    ("GET", "/jobs"): ANYONE,
+    ("GET", "/jobs/<string:job_id>"): ANYONE,
+    ("GET", "/workers"): ANYONE,
     ("GET", "/metrics"): frozenset({ADMIN}),
     ("GET", "/api/v1/jobs"): PEOPLE,
     ("POST", "/api/v1/jobs"): PEOPLE,
+    ("GET", "/api/v1/jobs/export"): PEOPLE,
     ("GET", "/api/v1/jobs/<string:job_id>"): PEOPLE,
     ("DELETE", "/api/v1/jobs/<string:job_id>"): PEOPLE,
     ("GET", "/api/v1/jobs/<string:job_id>/events"): PEOPLE,
@@ -40,6 +50,7 @@ TABLE: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/jobs/<string:job_id>/output/stream"): PEOPLE,
     ("GET", "/api/v1/events/stream"): PEOPLE,
     ("GET", "/api/v1/stats"): PEOPLE,
+    ("GET", "/api/v1/stats/history"): PEOPLE,
     ("GET", "/api/v1/workers"): PEOPLE,
     ("POST", "/api/v1/workers/register"): frozenset({JOIN, ADMIN}),
     ("POST", "/api/v1/workers/<string:worker_id>/heartbeat"): frozenset({WORKER}),
@@ -56,6 +67,8 @@ TABLE: dict[tuple[str, str], frozenset[str]] = {
 
 # Query strings a route needs to answer at once (a long-poll's wait).
 QUERIES = {"/api/v1/workers/<string:worker_id>/assignments": "?wait=0"}
+# Bodies a route needs: the login form's token is its credential, whatever the header says.
+FORMS = {"/login": {"token": "bob-token"}}
 
 CONFIG = Config.from_env({}, admin_token="admin-token", worker_join_token="join-token")
 
@@ -97,7 +110,8 @@ class Setup:
         return path + QUERIES.get(rule, "")
 
     def status(self, method: str, rule: str, headers: dict[str, str]) -> int:
-        response = self.client.open(self.path(rule), method=method, headers=headers)
+        form = FORMS.get(rule) if method == "POST" else None
+        response = self.client.open(self.path(rule), method=method, headers=headers, data=form)
         response.close()  # a stream is not read to its end: its status is what counts
         return response.status_code
 

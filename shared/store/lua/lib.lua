@@ -1,7 +1,7 @@
 -- lib.lua: prepended to every script by shared/store/scripts.py, after the preamble it
 -- generates from shared/states.py and Keys.common(): COMMON and the K_* names of the common
 -- keys (counts, events, queue, wake, queue deadlines, retries, finished, assignment times,
--- run deadlines, per-owner counts), STATE_INDEX (one index per state), TERMINAL, RETRYABLE,
+-- run deadlines, per-owner counts, finished totals), STATE_INDEX (one index per state), TERMINAL, RETRYABLE,
 -- TRANSITIONS and the *_CLEARS field lists. Each script's own keys start at KEYS[COMMON + 1].
 local EVENTS_MAXLEN = 100000
 
@@ -103,7 +103,10 @@ local function transition(job_key, events_key, job_id, from, to, now, set, clear
     enqueue(job_key, job_id, now)
   end
   if TERMINAL[from] then redis.call('ZREM', K_FINISHED, job_id) end
-  if TERMINAL[to] then redis.call('ZADD', K_FINISHED, now, job_id) end
+  if TERMINAL[to] then
+    redis.call('ZADD', K_FINISHED, now, job_id)
+    redis.call('HINCRBY', K_FINISHED_TOTALS, to, 1)
+  end
   redis.call('ZREM', STATE_INDEX[from], job_id)
   redis.call('ZADD', STATE_INDEX[to], seq, job_id)
   count(current[3], from, -1)

@@ -1,0 +1,59 @@
+"""The dashboard: four pages (overview, jobs, a job, workers) and their static files.
+
+A page is a shell: the server renders who is looking and which page it is, and the page's
+script reads everything else from the same JSON API a `curl` user calls, with the session
+cookie, and follows the change feed (static/live.js). So a page shows nothing the API would
+not show that person, and no token ever reaches a page: the cookie is HttpOnly.
+"""
+
+from typing import Any
+from urllib.parse import quote
+
+from flask import Blueprint, Response, redirect, render_template, request
+
+from api.page_headers import PAGE_HEADERS
+from api.session import page_principal
+from shared.states import JobState
+
+blp = Blueprint(
+    "web",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/static",
+)
+
+# The pages, in the navigation's order: endpoint -> title.
+NAVIGATION = {"web.overview": "Overview", "web.jobs": "Jobs", "web.workers": "Workers"}
+
+
+@blp.get("/")
+def overview() -> Any:
+    return _page("overview.html", "Overview")
+
+
+@blp.get("/jobs")
+def jobs() -> Any:
+    return _page("jobs.html", "Jobs", states=[state.value for state in JobState])
+
+
+@blp.get("/jobs/<string:job_id>")
+def job(job_id: str) -> Any:
+    return _page("job.html", f"Job {job_id}", job_id=job_id)
+
+
+@blp.get("/workers")
+def workers() -> Any:
+    return _page("workers.html", "Workers")
+
+
+def _page(template: str, title: str, **context: Any) -> Any:
+    principal = page_principal()
+    if principal is None:
+        # The path, never the query's values: a page's address holds no secret, but the
+        # login page is not the place to echo arbitrary text back either.
+        return redirect(f"/login?next={quote(request.path)}", code=303)
+    page = render_template(
+        template, title=title, principal=principal, navigation=NAVIGATION, **context
+    )
+    return Response(page, headers=PAGE_HEADERS, mimetype="text/html")
