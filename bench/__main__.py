@@ -1,4 +1,4 @@
-"""`python -m bench [placement|dispatch|packing|output|reaper ...] [--quick]`: run the
+"""`python -m bench [placement|dispatch|packing|output|reaper|dashboard ...] [--quick]`: run the
 benchmarks, write bench/results/<name>.json, and print a markdown table for the README."""
 
 import argparse
@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import dispatch, output, packing, placement, reaper
+from bench import dashboard, dispatch, output, packing, placement, reaper
 from bench.report import BenchResult, machine_line, markdown_table, write_result
 
 BENCHMARKS: dict[str, Callable[[bool, Path], BenchResult]] = {
@@ -18,6 +18,7 @@ BENCHMARKS: dict[str, Callable[[bool, Path], BenchResult]] = {
     "packing": lambda quick, _workdir: packing.run(quick),
     "output": output.run,
     "reaper": reaper.run,
+    "dashboard": dashboard.run,
 }
 
 

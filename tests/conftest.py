@@ -20,6 +20,7 @@ MARKS_BY_FIXTURE = {
     "cluster": "e2e",
     "make_cluster": "e2e",
     "api_process": "e2e",
+    "browser": "browser",
 }
 
 

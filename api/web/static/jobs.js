@@ -105,8 +105,17 @@
   }
 
   // Rows on the page are refetched one by one; a job not on it (a new one) means the
-  // newest page has changed, so it is reloaded, at most once a second.
+  // newest page has changed, so it is reloaded, at most once a second. The counts are
+  // reread with every change, from a list of one.
   const reload = coalesce(load, 1000);
+  const recount = coalesce(async () => {
+    try {
+      const page = await api("/api/v1/jobs?" + new URLSearchParams({ ...filters(), limit: 1 }));
+      showSummary(page.counts, tbody.childElementCount);
+    } catch (error) {
+      reportError(error);
+    }
+  }, 1000);
   const pending = new Set();
   function refresh(id) {
     pending.add(id);
@@ -126,6 +135,7 @@
 
   function onChange(change) {
     if (!change.kind.startsWith("job")) return;
+    recount();
     const current = rowOf(change.id);
     if (!current) {
       if (cursor === null && change.kind === "job") reload();

@@ -63,7 +63,7 @@ const jobyard = (() => {
       else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
       else node.setAttribute(name, value === true ? "" : value);
     }
-    for (const child of children.flat()) {
+    for (const child of children.flat(Infinity)) {
       if (child === undefined || child === null) continue;
       node.append(child instanceof Node ? child : String(child));
     }

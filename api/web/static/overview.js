@@ -4,6 +4,7 @@
 (() => {
   const { api, el, coalesce, follow, memory, bar, stateBadge, reportError } = jobyard;
   const HISTORY_REREAD_MS = 30000;
+  const HOUR_S = 3600;
   const COLORS = { COMPLETED: "#2e7d32", FAILED: "#c62828", CANCELLED: "#757575" };
   const charts = {};
 
@@ -53,7 +54,11 @@
       height: 180,
       series: [{}, ...series],
       axes: [{}, { size: 40 }],
-      scales: { y: { range: (_, min, max) => [0, Math.max(1, max)] } },
+      scales: {
+        // Always the whole hour, ending now: a young pool's few points sit at the right.
+        x: { time: true, range: (_, min, max) => [Math.min(min, max - HOUR_S), max] },
+        y: { range: (_, min, max) => [0, Math.max(1, max)] },
+      },
     };
     charts[name] = new uPlot(options, data, box);
   }
