@@ -78,11 +78,19 @@ class StreamStore:
 
     def can_resume_after(self, after: str) -> bool:
         """Whether the feed still holds every entry after the id `after`: false once the
-        feed's cap has trimmed entries newer than it (a follower away too long)."""
-        oldest = self.redis.xrange(self.keys.events, "-", "+", count=1)
-        return not oldest or _stream_id(str(oldest[0][0])) <= _stream_id(after) or (
-            _stream_id(after) == _stream_id(START_OF_FEED) and not self._trimmed()
-        )
+        feed's cap has trimmed entries newer than it (a follower away too long), and for an
+        id newer than the newest entry (a Redis restored from an older snapshot: reading
+        after it would skip the entries to come until the clock passes it)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xrange(self.keys.events, "-", "+", count=1)
+        pipe.xrevrange(self.keys.events, "+", "-", count=1)
+        oldest, newest = pipe.execute()
+        point = _stream_id(after)
+        if newest and point > _stream_id(str(newest[0][0])):
+            return False
+        if not oldest or _stream_id(str(oldest[0][0])) <= point:
+            return True
+        return point == _stream_id(START_OF_FEED) and not self._trimmed()
 
     def _trimmed(self) -> bool:
         # Redis counts what XADD's MAXLEN (or XTRIM) removed: without that, a follower from

@@ -138,7 +138,9 @@ def test_cancel_from_the_job_page_ends_the_job_cancelled(visit: Visit) -> None:
     page.goto(f"/jobs/{job_id}")
     card = job_row(page, job_id)
     expect(card).to_have_attribute("data-state", "RUNNING")
-    page.get_by_role("button", name="Cancel").click()
+    # By keyboard: the buttons are real buttons, in the tab order.
+    page.get_by_role("button", name="Cancel").focus()
+    page.keyboard.press("Enter")
     expect(card).to_have_attribute("data-state", "CANCELLED")
     assert cluster.client.job(job_id)["state"] == "CANCELLED"
     expect(page.get_by_role("button", name="Retry")).to_be_visible()
@@ -226,6 +228,27 @@ def test_every_page_loads_only_from_the_api_and_runs_without_errors(visit: Visit
         screenshot(page, name)
     # The visit fixture fails the test on any request outside the API or any script error.
     assert any(url.endswith("/api/v1/stats/history") for url in visit.requested)
+
+
+def test_every_page_fits_a_phone_screen(visit: Visit) -> None:
+    job_id = submit(visit.cluster, ["sh", "-c", "echo a-long-line-of-output-" + "x" * 300])
+    page = visit.page()
+    page.set_viewport_size({"width": 390, "height": 844})
+    shown = {
+        "/": page.locator("[data-counts] li").first,
+        "/jobs": job_row(page, job_id),
+        "/workers": page.locator("[data-worker-id]").first,
+        f"/jobs/{job_id}": page.locator("[data-job-output]").get_by_text("a-long-line"),
+    }
+    for path, content in shown.items():
+        page.goto(path)
+        expect(content).to_be_visible()
+        # Wide content (the jobs table, long output) scrolls in its own box, not the page.
+        overflow = page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, (path, overflow)
+    screenshot(page, "job-phone")
 
 
 def test_drain_from_the_workers_page(visit: Visit) -> None:

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -137,6 +138,9 @@ def test_up_runs_everything_and_stops_on_sigterm(start_up: Callable[..., Up]) ->
     assert stored["JOBYARD_API_URL"] == up.url
     assert stored["JOBYARD_TOKEN"] == stored["JOBYARD_ADMIN_TOKEN"] == health["admin_token"]
     assert len(stored["JOBYARD_WORKER_JOIN_TOKEN"]) >= 32
+    # The dashboard's login link (tests/integration/test_dashboard_api.py follows one).
+    token = quote(stored["JOBYARD_ADMIN_TOKEN"], safe="")
+    assert f"Dashboard:  {up.url}/login?token={token}\n" in up.output()[0]
     redis_port = int(health["redis_url"].rsplit(":", 1)[1].split("/")[0])
     assert not port_is_free("127.0.0.1", redis_port)
 

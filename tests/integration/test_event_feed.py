@@ -352,6 +352,9 @@ def test_a_resume_point_the_feed_has_trimmed_starts_with_a_reset(
     assert json.loads(next(stream(client, ADMIN, ids[2])).data)["id"] == "j3"
     assert json.loads(next(stream(client, ADMIN, START_OF_FEED)).data)["id"] == "j0"
 
+    # An id newer than the newest entry (a Redis restored from an older snapshot).
+    future = f"{int(ids[-1].split('-')[0]) + 60_000}-0"
+    assert next(stream(client, ADMIN, future)).event == "reset"
     # As the cap does, in time, to a follower long gone.
     store.redis.xtrim(store.keys.events, maxlen=2, approximate=False)
     for resume in (ids[1], START_OF_FEED):
