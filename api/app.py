@@ -21,7 +21,9 @@ def create_app(config: Config | None = None, store: Store | None = None) -> Flas
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="api/v1/openapi.json",
         OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        OPENAPI_SWAGGER_UI_URL=web.SWAGGER_UI_URL,
+        # Swagger UI would otherwise ask validator.swagger.io about the document.
+        OPENAPI_SWAGGER_UI_CONFIG={"validatorUrl": "none"},
         MAX_CONTENT_LENGTH=config.max_request_bytes,
         JSON_SORT_KEYS=False,
     )

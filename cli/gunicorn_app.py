@@ -15,6 +15,7 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.workers.ggevent import GeventWorker
 
 from shared.config import Config
+from shared.logs import gunicorn_logconfig
 
 # What gunicorn reads of a request before the app sees it, each beyond answered by the
 # worker itself (in the error shape, below): the request line (method, path and query)
@@ -63,7 +64,7 @@ class ApiWorker(GeventWorker):
 
 
 def gunicorn_options(config: Config) -> dict[str, Any]:
-    return {
+    options = {
         "bind": [config.bind],
         "workers": config.api_processes,
         "worker_class": ApiWorker,
@@ -79,6 +80,10 @@ def gunicorn_options(config: Config) -> dict[str, Any]:
         # one host (tests, `jobyard up` beside a deployment) would fight over it.
         "control_socket_disable": True,
     }
+    logconfig = gunicorn_logconfig(config.log_format)
+    if logconfig is not None:
+        options["logconfig_dict"] = logconfig
+    return options
 
 
 class ApiApplication(BaseApplication):

@@ -1,16 +1,10 @@
 """The three long-running processes, each configured only by JOBYARD_* variables:
 `jobyard api`, `jobyard scheduler` and `jobyard worker`."""
 
-import logging
-
 import click
 
+from shared import logs
 from shared.config import Config
-
-
-def _log_to_stderr() -> None:
-    """One line per event on stderr, which `jobyard up` and service managers collect."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
 
 @click.command()
@@ -28,7 +22,7 @@ def scheduler() -> None:
     config = Config.from_env()
     from scheduler.loop import run_scheduler
 
-    _log_to_stderr()
+    logs.configure(config.log_format)
     run_scheduler(config)
 
 
@@ -38,5 +32,5 @@ def worker() -> None:
     config = Config.from_env()
     from worker_agent.agent import run_agent
 
-    _log_to_stderr()
+    logs.configure(config.log_format)
     run_agent(config)

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from shared.image_reference import image_reference_error
+from shared.logs import LOG_FORMATS
 
 
 class ConfigError(ValueError):
@@ -139,6 +140,7 @@ class Config:
     # rotating that token also ends every session.
     session_secret: str = _setting("JOBYARD_SESSION_SECRET", "")
     session_ttl_s: int = _setting("JOBYARD_SESSION_TTL_S", 12 * 3600, _positive_int)
+    log_format: str = _setting("JOBYARD_LOG_FORMAT", "text", _choice(*LOG_FORMATS))
     heartbeat_s: float = _setting("JOBYARD_HEARTBEAT_S", 10.0, _positive_float)
     worker_timeout_s: float = _setting("JOBYARD_WORKER_TIMEOUT_S", 30.0, _positive_float)
     max_requeues: int = _setting("JOBYARD_MAX_REQUEUES", 3, _non_negative_int)

@@ -15,12 +15,16 @@ from api.page_headers import PAGE_HEADERS
 from api.session import page_principal
 from shared.states import JobState
 
+STATIC_URL_PATH = "/static"
+# The /docs page's Swagger UI, vendored (static/vendor/swagger-ui/README.md): never a CDN.
+SWAGGER_UI_URL = f"{STATIC_URL_PATH}/vendor/swagger-ui/"
+
 blp = Blueprint(
     "web",
     __name__,
     template_folder="templates",
     static_folder="static",
-    static_url_path="/static",
+    static_url_path=STATIC_URL_PATH,
 )
 
 # The pages, in the navigation's order: endpoint -> title.

@@ -32,11 +32,15 @@
   async function loadHistory() {
     try {
       const { minutes } = await api("/api/v1/stats/history");
-      const at = minutes.map((p) => Date.parse(p.at) / 1000);
+      // The charts always span the hour that ends now: a point with no figures at its
+      // start (a young pool has a few points only, and uPlot spans one point over years).
+      const end = minutes.length ? Date.parse(minutes[minutes.length - 1].at) / 1000 : Date.now() / 1000;
+      const at = [end - HOUR_S, ...minutes.map((p) => Date.parse(p.at) / 1000)];
+      const figures = (read) => [null, ...minutes.map(read)];
       const states = Object.keys(COLORS);
-      draw("finished", [at, ...states.map((s) => minutes.map((p) => p.finished[s]))],
+      draw("finished", [at, ...states.map((s) => figures((p) => p.finished[s]))],
         states.map((s) => ({ label: s, stroke: COLORS[s], width: 2 })));
-      draw("queue", [at, minutes.map((p) => p.queue_depth)],
+      draw("queue", [at, figures((p) => p.queue_depth)],
         [{ label: "QUEUED", stroke: "#1565c0", fill: "rgba(21,101,192,0.1)", width: 2 }]);
     } catch (error) {
       reportError(error);
@@ -54,11 +58,7 @@
       height: 180,
       series: [{}, ...series],
       axes: [{}, { size: 40 }],
-      scales: {
-        // Always the whole hour, ending now: a young pool's few points sit at the right.
-        x: { time: true, range: (_, min, max) => [Math.min(min, max - HOUR_S), max] },
-        y: { range: (_, min, max) => [0, Math.max(1, max)] },
-      },
+      scales: { y: { range: (_, min, max) => [0, Math.max(1, max)] } },
     };
     charts[name] = new uPlot(options, data, box);
   }
