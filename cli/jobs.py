@@ -1,15 +1,21 @@
-"""Client commands about jobs: submit, status, cancel, retry and the jobs table."""
+"""Client commands about jobs: submit, status, cancel, retry, delete and the jobs table."""
 
 import json
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from cli.context import api_command, make_client
+from cli.context import api_command, client_config, fail, make_client
 from cli.follow import follow_job
 from cli.render import age, command_line, job_text, outcome, table
+from cli.watch import WATCH_OPTION, watch
 from shared.resources import DEFAULT_JOB_RESOURCES
 from shared.states import JobState
+
+if TYPE_CHECKING:
+    from cli.job_file import JobFile
+    from shared.client import ApiClient
 
 # Only shown: what the API gives a job for a resource it is not sent.
 DEFAULTS = DEFAULT_JOB_RESOURCES.to_wire()
@@ -29,18 +35,29 @@ def parse_pairs(
 
 
 def submission(
+    base: dict[str, Any],
     command: tuple[str, ...],
     cpu: float | None,
     memory: int | None,
     optional: dict[str, Any],
 ) -> dict[str, Any]:
-    """The POST /api/v1/jobs body; options left out are not sent, so server defaults apply."""
-    body: dict[str, Any] = {"command": list(command)}
-    asked = {"cpu": cpu, "memory_mb": memory}
-    resources = {key: value for key, value in asked.items() if value is not None}
+    """The POST /api/v1/jobs body: a job file's fields (`base`), with the flags given over
+    them (env and labels merged key by key); what neither gives is not sent, so the
+    server's defaults apply."""
+    body = dict(base)
+    if command:
+        body["command"] = list(command)
+    asked = {k: v for k, v in {"cpu": cpu, "memory_mb": memory}.items() if v is not None}
+    resources = {**(base.get("resources") or {}), **asked}
     if resources:
         body["resources"] = resources
-    body.update({key: value for key, value in optional.items() if value not in (None, {})})
+    for key, value in optional.items():
+        if isinstance(value, dict):
+            merged = {**(base.get(key) or {}), **value}
+            if merged:
+                body[key] = merged
+        elif value is not None:
+            body[key] = value
     return body
 
 
@@ -64,7 +81,10 @@ def print_json(value: Any) -> None:
               help="Label (repeatable).")
 @click.option("-f", "--follow", is_flag=True,
               help="Stream the output and exit with the job's exit code, like `docker run`.")
-@click.argument("command", nargs=-1, required=True)
+@click.option("-F", "--file", "job_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="A job file (YAML or JSON) with the submission's fields; flags override it.")
+@click.option("--json", "as_json", is_flag=True, help="Print the submitted job as JSON.")
+@click.argument("command", nargs=-1)
 @api_command
 def submit(
     cpu: float | None,
@@ -76,18 +96,54 @@ def submit(
     env: dict[str, str],
     labels: dict[str, str],
     follow: bool,
+    job_file: Path | None,
+    as_json: bool,
     command: tuple[str, ...],
 ) -> None:
-    """Submit a job running COMMAND (put `--` before it); prints the job id."""
+    """Submit a job running COMMAND (put `--` before it), or the job in a job file; prints
+    the job id."""
+    if follow and as_json:
+        raise click.UsageError("--follow prints the job's output: it does not go with --json")
     optional = {"image": image, "timeout_s": timeout, "priority": priority, "name": name,
                 "env": env, "labels": labels}
+    read = _job_file(job_file)
+    body = submission(read.fields if read else {}, command, cpu, memory, optional)
+    if "command" not in body:
+        raise click.UsageError("give the job's COMMAND after --, or a job file with `command`")
     client = make_client()
-    job = client.submit(submission(command, cpu, memory, optional))
+    job = _submitted(client, body, read)
+    if as_json:
+        print_json(job)
+        return
     if not follow:
         click.echo(job["id"])
         return
     click.echo(f"job {job['id']} submitted", err=True)
     raise SystemExit(follow_job(client, job["id"]))
+
+
+def _job_file(path: Path | None) -> "JobFile | None":
+    if path is None:
+        return None
+    from cli.job_file import JobFileError, read
+
+    try:
+        return read(path, client_config().max_request_bytes)
+    except JobFileError as exc:
+        fail(str(exc), 2)
+
+
+def _submitted(client: "ApiClient", body: dict[str, Any], read: "JobFile | None") -> Any:
+    """The job the API stored; a refusal of a job file's field names the file's line."""
+    from shared.client import ApiError
+
+    try:
+        return client.submit(body)
+    except ApiError as exc:
+        details = exc.details.get("json") if isinstance(exc.details, dict) else None
+        if read is None or exc.status != 422 or not isinstance(details, dict):
+            raise
+        fail(f"{exc.message}\n{read.problems(details)}")
 
 
 @click.command()
@@ -104,11 +160,15 @@ def status(as_json: bool, job_id: str) -> None:
 
 
 @click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
 @click.argument("job_id")
 @api_command
-def cancel(job_id: str) -> None:
+def cancel(as_json: bool, job_id: str) -> None:
     """Cancel a job; a running one is stopped by its worker within seconds."""
     job = make_client().cancel(job_id) or {}
+    if as_json:
+        print_json(job)
+        return
     state = job.get("state")
     if state and state != JobState.CANCELLED:
         click.echo(f"{job_id}: cancel requested ({state})")
@@ -117,12 +177,25 @@ def cancel(job_id: str) -> None:
 
 
 @click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
 @click.argument("job_id")
 @api_command
-def retry(job_id: str) -> None:
+def retry(as_json: bool, job_id: str) -> None:
     """Queue a FAILED or CANCELLED job again, as a new attempt."""
     job = make_client().request("POST", f"/api/v1/jobs/{job_id}/retry") or {}
+    if as_json:
+        print_json(job)
+        return
     click.echo(f"{job_id}: {job.get('state', 'QUEUED')} (attempt {job.get('attempt', '?')})")
+
+
+@click.command()
+@click.argument("job_id")
+@api_command
+def delete(job_id: str) -> None:
+    """Delete a finished job with its output and history."""
+    make_client().delete_job(job_id)
+    click.echo(f"{job_id}: deleted")
 
 
 def job_row(job: dict[str, Any]) -> list[str]:
@@ -147,24 +220,41 @@ def counts_line(counts: dict[str, Any]) -> str:
 @click.command("jobs")
 @click.option("--state", type=click.Choice([s.value for s in JobState], case_sensitive=False),
               help="Only jobs in this state.")
+@click.option("--label", help="Only jobs with this label (KEY=VALUE).")
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--cursor", help="Continue after the last page (printed under the table).")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
+@WATCH_OPTION
 @api_command
-def jobs_command(state: str | None, limit: int, cursor: str | None, as_json: bool) -> None:
+def jobs_command(
+    state: str | None,
+    label: str | None,
+    limit: int,
+    cursor: str | None,
+    as_json: bool,
+    watch_s: float | None,
+) -> None:
     """List jobs, newest first."""
     filters: dict[str, Any] = {"limit": limit}
     if state:
         filters["state"] = state.upper()
+    if label:
+        filters["label"] = label
     if cursor:
         filters["cursor"] = cursor
-    body = make_client().jobs(**filters)
-    if as_json:
-        print_json(body)
+    client = make_client()
+    if watch_s is not None:
+        watch(lambda: jobs_text(client.jobs(**filters)), watch_s, "jobyard jobs")
         return
+    body = client.jobs(**filters)
+    click.echo(json.dumps(body, indent=2, sort_keys=True) if as_json else jobs_text(body))
+
+
+def jobs_text(body: dict[str, Any]) -> str:
     headers = ["ID", "NAME", "STATE", "EXIT", "WORKER", "CREATED", "COMMAND"]
-    click.echo(table(headers, [job_row(job) for job in body.get("jobs", [])]))
+    lines = [table(headers, [job_row(job) for job in body.get("jobs", [])])]
     if body.get("counts"):
-        click.echo("\n" + counts_line(body["counts"]))
+        lines.append("\n" + counts_line(body["counts"]))
     if body.get("next_cursor"):
-        click.echo(f"more: jobyard jobs --cursor {body['next_cursor']}")
+        lines.append(f"more: jobyard jobs --cursor {body['next_cursor']}")
+    return "\n".join(lines)

@@ -5,8 +5,9 @@ from typing import Any
 
 import click
 
+from cli.completion import completion
 from cli.follow import logs
-from cli.jobs import cancel, jobs_command, retry, status, submit
+from cli.jobs import cancel, delete, jobs_command, retry, status, submit
 from cli.services import api, scheduler, worker
 from cli.tokens import tokens
 from cli.up import up
@@ -34,7 +35,8 @@ def main() -> None:
 
 
 COMMANDS = (
-    up, api, scheduler, worker, submit, status, logs, cancel, retry, jobs_command, workers, tokens
+    up, api, scheduler, worker, submit, status, logs, cancel, retry, delete, jobs_command,
+    workers, tokens, completion,
 )
 for command in COMMANDS:
     main.add_command(command)

@@ -8,6 +8,7 @@ import click
 from cli.context import api_command, make_client
 from cli.jobs import print_json
 from cli.render import number, table
+from cli.watch import WATCH_OPTION, watch
 
 
 def used_of(reserved: Mapping[str, Any], capacity: Mapping[str, Any], key: str) -> str:
@@ -36,12 +37,21 @@ def worker_row(worker: Mapping[str, Any]) -> list[str]:
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
+@WATCH_OPTION
 @api_command
-def workers(as_json: bool) -> None:
+def workers(as_json: bool, watch_s: float | None) -> None:
     """List workers with their capacity and what is reserved on them."""
-    body = make_client().workers()
+    client = make_client()
+    if watch_s is not None:
+        watch(lambda: workers_text(client.workers()), watch_s, "jobyard workers")
+        return
+    body = client.workers()
     if as_json:
         print_json(body)
         return
+    click.echo(workers_text(body))
+
+
+def workers_text(body: dict[str, Any]) -> str:
     headers = ["ID", "HOSTNAME", "STATUS", "CPU", "MEMORY MB", "JOBS"]
-    click.echo(table(headers, [worker_row(worker) for worker in body.get("workers", [])]))
+    return table(headers, [worker_row(worker) for worker in body.get("workers", [])])

@@ -10,10 +10,13 @@ from cli.main import main
 
 COMMANDS = {
     "up", "api", "scheduler", "worker",
-    "submit", "status", "logs", "cancel", "retry", "jobs", "workers", "tokens",
+    "submit", "status", "logs", "cancel", "retry", "delete", "jobs", "workers", "tokens",
+    "completion",
 }  # fmt: skip
 
-LAZY_MODULES = ("api.app", "scheduler.loop", "worker_agent.agent", "gunicorn", "docker", "requests")
+LAZY_MODULES = (
+    "api.app", "scheduler.loop", "worker_agent.agent", "gunicorn", "docker", "requests", "yaml",
+)  # fmt: skip
 
 
 def listed_commands(help_text: str) -> set[str]:
