@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 
 help:
 	@echo "make up     install what is missing (redis, docker, busybox), then run 'jobyard up'"
-	@echo "make test   install what is missing (also chromium), then run the whole test suite"
+	@echo "make test   install what is missing (also chromium and promtool), then run the whole test suite"
 	@echo "make lint   ruff and mypy"
 	@echo "make venv   create .venv and install jobyard with its dev extras"
 	@echo "make image  build the test image jobyard/busybox:latest"
@@ -48,7 +48,7 @@ up: venv
 	$(BIN)/jobyard up
 
 test: venv
-	bash scripts/ensure-deps.sh redis docker busybox chromium
+	bash scripts/ensure-deps.sh redis docker busybox chromium promtool
 	@$(MAKE) --no-print-directory docker
 	$(BIN)/pytest -q
 

@@ -2,7 +2,7 @@
 
 from flask import Flask
 
-from api import attempts, guards, jobs, limits, ops, session, streams, tokens, web, workers
+from api import attempts, guards, jobs, limits, metrics, ops, session, streams, tokens, web, workers
 from api.errors import JobyardApi, register_error_handlers
 from api.extensions import Services
 from api.token_cache import TokenCache
@@ -37,6 +37,7 @@ def create_app(config: Config | None = None, store: Store | None = None) -> Flas
     app.register_blueprint(ops.probes)
     app.register_blueprint(session.blp)
     app.register_blueprint(web.blp)
+    metrics.install(app)  # first: every request is counted, refused ones too
     limits.install(app)  # before the guards: a refused caller costs no body reading
     guards.install(app)
     register_error_handlers(app)

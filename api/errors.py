@@ -11,6 +11,7 @@ from flask import Flask, Response, jsonify
 from flask_smorest import Api, Blueprint
 from werkzeug.exceptions import HTTPException
 
+from api.metrics import REDIS_ERRORS
 from shared.schemas.errors import ErrorSchema
 from shared.store.errors import (
     InvalidState,
@@ -128,6 +129,7 @@ def _http_error(exc: HTTPException) -> Response:
 
 def _redis_down(exc: redis.RedisError) -> Response:
     log.warning("event=redis_unavailable error=%r", str(exc))
+    REDIS_ERRORS.inc()
     return error_response(503, "unavailable", "the job store (Redis) is unreachable; retry later")
 
 

@@ -1,4 +1,4 @@
-"""Operations: liveness, readiness, Prometheus metrics and cluster stats."""
+"""Operations: liveness, readiness, Prometheus metrics (api/metrics.py) and cluster stats."""
 
 from typing import Any
 
@@ -6,11 +6,12 @@ from flask import Blueprint as FlaskBlueprint
 from flask import Response
 from flask.views import MethodView
 
+from api import metrics as api_metrics
 from api.auth import authenticate, current, require
+from api.cluster import cluster_stats
 from api.errors import Forbidden, documents_errors, error_response
 from api.extensions import services
 from api.guards import Blueprint
-from shared.resources import Resources
 from shared.schemas.jobs import StatsHistorySchema, StatsSchema
 
 probes = FlaskBlueprint("probes", __name__)
@@ -31,32 +32,6 @@ def readyz() -> Any:
     return {"status": "ready"}
 
 
-def cluster_stats(owner: str | None = None) -> dict[str, Any]:
-    """The cluster's figures; the job counts and queue depth are `owner`'s alone when given
-    (a user's stats), every owner's when None."""
-    store = services().store
-    workers = store.workers.all()
-    capacity = sum(
-        (_res(w["capacity"]) for w in workers if w["status"] == "alive"), Resources(0, 0)
-    )
-    reserved = sum((_res(w["reserved"]) for w in workers), Resources(0, 0))
-    by_status: dict[str, int] = {}
-    for worker in workers:
-        by_status[worker["status"]] = by_status.get(worker["status"], 0) + 1
-    counts = store.jobs.counts(owner)
-    return {
-        "counts": counts,
-        "queue_depth": counts["QUEUED"],
-        "workers": by_status,
-        "capacity": capacity.to_wire(),
-        "reserved": reserved.to_wire(),
-    }
-
-
-def _res(wire: dict[str, Any]) -> Resources:
-    return Resources(round(wire["cpu"] * 1000), int(wire["memory_mb"]), int(wire.get("gpus", 0)))
-
-
 @blp.route("")
 class Stats(MethodView):
     @require("admin", "user")
@@ -66,7 +41,7 @@ class Stats(MethodView):
         """Job counts and queue depth (a user's own; every owner's for an admin), and the
         cluster's workers, capacity and reservation."""
         principal = current()
-        return cluster_stats(None if principal.is_admin else principal.name)
+        return cluster_stats(services().store, None if principal.is_admin else principal.name)
 
 
 @blp.route("/history")
@@ -88,14 +63,5 @@ def metrics() -> Response:
         principal = authenticate()
         if not principal.is_admin:
             raise Forbidden(f"a {principal.role} token cannot read the metrics")
-    stats = cluster_stats()
-    lines = ["# TYPE jobyard_jobs gauge"]
-    lines += [f'jobyard_jobs{{state="{s}"}} {n}' for s, n in stats["counts"].items()]
-    lines.append("# TYPE jobyard_workers gauge")
-    lines += [f'jobyard_workers{{status="{s}"}} {n}' for s, n in stats["workers"].items()]
-    lines.append("# TYPE jobyard_capacity_cpu gauge")
-    lines.append(f"jobyard_capacity_cpu {stats['capacity']['cpu']}")
-    lines.append(f"jobyard_reserved_cpu {stats['reserved']['cpu']}")
-    lines.append(f"jobyard_capacity_memory_mb {stats['capacity']['memory_mb']}")
-    lines.append(f"jobyard_reserved_memory_mb {stats['reserved']['memory_mb']}")
-    return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
+    body, content_type = api_metrics.render(services().store)
+    return Response(body, content_type=content_type)

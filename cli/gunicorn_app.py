@@ -2,11 +2,19 @@
 
 The Flask app is built in each worker (not in the master), after gevent has patched the
 standard library there, so no socket is created before the patching.
+
+The workers keep their own metrics (api/metrics.py) in prometheus-client's multiprocess
+files: the master points PROMETHEUS_MULTIPROC_DIR at an empty directory before the first
+fork, tells prometheus-client when a worker has exited, and removes the directory at exit.
 """
 
 import json
+import os
 import select
+import shutil
 import socket
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from gevent import monkey
@@ -86,13 +94,44 @@ def gunicorn_options(config: Config) -> dict[str, Any]:
     return options
 
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's name for it
+
+
+def metrics_directory() -> tuple[Path, bool]:
+    """The workers' metrics directory, emptied, and whether this process made it (then it
+    removes it at exit). An operator's own PROMETHEUS_MULTIPROC_DIR is used and emptied:
+    files of an earlier run would add its counts to this one's."""
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        path = Path(given)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink()
+        return path, False
+    path = Path(tempfile.mkdtemp(prefix="jobyard-metrics-"))
+    os.environ[MULTIPROC_ENV] = str(path)
+    return path, True
+
+
+def worker_exited(server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
 class ApiApplication(BaseApplication):
     def __init__(self, config: Config) -> None:
         self.jobyard_config = config
+        self.metrics_dir, self.made_metrics_dir = metrics_directory()
         super().__init__()
 
+    def on_exit(self, server: Any) -> None:
+        if self.made_metrics_dir:
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
+
     def load_config(self) -> None:
-        for key, value in gunicorn_options(self.jobyard_config).items():
+        hooks = {"child_exit": worker_exited, "on_exit": self.on_exit}
+        for key, value in {**gunicorn_options(self.jobyard_config), **hooks}.items():
             if key in self.cfg.settings:  # older gunicorn lacks some settings
                 self.cfg.set(key, value)
 

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Install the Debian packages jobyard needs, only those that are missing.
-# Usage: scripts/ensure-deps.sh [redis] [docker] [busybox] [chromium]   (default: all four)
+# Usage: scripts/ensure-deps.sh [redis] [docker] [busybox] [chromium] [promtool]   (default: all)
 # Runs `apt-get update` at most once, and only when something is to be installed;
 # uses sudo when not root. Used by the Makefile (make up, make test) and by .ci/run.
 set -euo pipefail
 
 want=("$@")
-[ ${#want[@]} -gt 0 ] || want=(redis docker busybox chromium)
+[ ${#want[@]} -gt 0 ] || want=(redis docker busybox chromium promtool)
 
 missing=()
 for dep in "${want[@]}"; do
@@ -17,7 +17,9 @@ for dep in "${want[@]}"; do
         busybox) dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' \
                      || missing+=(busybox-static) ;;
         chromium) command -v chromium >/dev/null || missing+=(chromium) ;;
-        *) echo "ensure-deps: unknown dependency '$dep' (redis, docker, busybox, chromium)" >&2; exit 2 ;;
+        # Prometheus's own checker of /metrics (tests/e2e/test_metrics_scrape.py).
+        promtool) command -v promtool >/dev/null || missing+=(prometheus) ;;
+        *) echo "ensure-deps: unknown dependency '$dep' (redis, docker, busybox, chromium, promtool)" >&2; exit 2 ;;
     esac
 done
 

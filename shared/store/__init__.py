@@ -1,7 +1,7 @@
 """The Redis store: the single source of truth for jobs, workers and tokens.
 
 `Store` bundles one client, its registered scripts and the key builder; the parts are
-`jobs`, `workers`, `tokens`, `scheduling`, `streams` and `history`. Only the api and
+`jobs`, `workers`, `tokens`, `scheduling`, `streams`, `history` and `metrics`. Only the api and
 scheduler use it.
 """
 
@@ -15,6 +15,7 @@ from shared import clock as default_clock
 from shared.store.history import HistoryStore
 from shared.store.jobs import JobStore
 from shared.store.keys import Keys
+from shared.store.metrics import MetricsStore
 from shared.store.scheduling import SchedulingStore
 from shared.store.scripts import Scripts
 from shared.store.streams import StreamStore
@@ -42,6 +43,7 @@ class Store:
         self.scheduling = SchedulingStore(client, self.keys, scripts, clock)
         self.streams = StreamStore(client, self.keys)
         self.history = HistoryStore(client, self.keys, scripts, clock)
+        self.metrics = MetricsStore(client, self.keys, scripts, clock)
 
 
 def connect(redis_url: str) -> redis.Redis:

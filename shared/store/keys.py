@@ -46,6 +46,13 @@ class Keys:
         return f"{self.prefix}finished:totals"
 
     @property
+    def metrics(self) -> str:
+        """Hash of what /metrics reports that no index holds: the latency histograms the
+        transitions observe ("<series>\t<bucket>" -> count, "<series>\tsum" -> seconds),
+        and the output bytes stored (shared/store/metrics.py reads it)."""
+        return f"{self.prefix}metrics"
+
+    @property
     def history(self) -> str:
         """Stream of one entry a minute, its id the minute's start in milliseconds: the
         finished totals and the queue depth then (lua/history_sample.lua); the dashboard's
@@ -161,6 +168,7 @@ class Keys:
             "K_RUN_DEADLINES": self.run_deadlines,
             "K_OWNER_COUNTS": self.owner_counts,
             "K_FINISHED_TOTALS": self.finished_totals,
+            "K_METRICS": self.metrics,
         }
 
     # Per job

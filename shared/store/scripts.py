@@ -8,6 +8,7 @@ from typing import Any
 
 import redis
 
+from shared.latency import LATENCY_BUCKETS_S
 from shared.states import (
     NEW_ATTEMPT_CLEARS,
     REQUEUE_CLEARS,
@@ -71,6 +72,7 @@ def preamble() -> str:
         f"local NEW_ATTEMPT_CLEARS = {_list(NEW_ATTEMPT_CLEARS)}",
         f"local REQUEUE_CLEARS = {_list(REQUEUE_CLEARS)}",
         f"local USER_RETRY_CLEARS = {_list(USER_RETRY_CLEARS)}",
+        "local LATENCY_BUCKETS = {" + ", ".join(repr(b) for b in LATENCY_BUCKETS_S) + "}",
     ]
     return "\n".join(lines) + "\n"
 

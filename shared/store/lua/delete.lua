@@ -15,7 +15,7 @@ for i = 0, (#ARGV - 3) / 3 - 1 do
   local k_job, k_events, k_output, k_owner, k_idem =
     KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], KEYS[base + 4], KEYS[base + 5]
   local job_id, owner, idem = ARGV[4 + 3 * i], ARGV[5 + 3 * i], ARGV[6 + 3 * i]
-  local h = redis.call('HMGET', k_job, 'state', 'owner', 'idem', 'version')
+  local h = redis.call('HMGET', k_job, 'state', 'owner', 'idem', 'version', 'output_bytes')
   local finished = redis.call('ZSCORE', K_FINISHED, job_id)
   if not h[1] or h[2] ~= owner or (h[3] or '') ~= idem then
     -- Gone, or (owner and key never change) not the job the caller read.
@@ -25,6 +25,7 @@ for i = 0, (#ARGV - 3) / 3 - 1 do
     results[#results + 1] = h[1]
   else
     redis.call('UNLINK', k_job, k_events, k_output)
+    redis.call('HINCRBY', K_METRICS, 'output_bytes', 0 - tonumber(h[5] or 0))
     if idem ~= '' and redis.call('GET', k_idem) == job_id then redis.call('DEL', k_idem) end
     redis.call('ZREM', K_FINISHED, job_id)
     redis.call('ZREM', STATE_INDEX[h[1]], job_id)

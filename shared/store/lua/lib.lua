@@ -1,8 +1,8 @@
 -- lib.lua: prepended to every script by shared/store/scripts.py, after the preamble it
 -- generates from shared/states.py and Keys.common(): COMMON and the K_* names of the common
 -- keys (counts, events, queue, wake, queue deadlines, retries, finished, assignment times,
--- run deadlines, per-owner counts, finished totals), STATE_INDEX (one index per state), TERMINAL, RETRYABLE,
--- TRANSITIONS and the *_CLEARS field lists. Each script's own keys start at KEYS[COMMON + 1].
+-- run deadlines, per-owner counts, finished totals, metrics), STATE_INDEX (one index per
+-- state), TERMINAL, RETRYABLE, TRANSITIONS, the *_CLEARS field lists and LATENCY_BUCKETS. Each script's own keys start at KEYS[COMMON + 1].
 local EVENTS_MAXLEN = 100000
 
 local function nullable(value)
@@ -19,6 +19,18 @@ local function count(owner, state, delta)
   if redis.call('HINCRBY', K_OWNER_COUNTS, field, delta) == 0 then
     redis.call('HDEL', K_OWNER_COUNTS, field)
   end
+end
+
+-- One observation of a latency histogram (shared/store/metrics.py reads them): the count
+-- of the first bucket it fits (LATENCY_BUCKETS, generated; past the last: +Inf) and the sum.
+local function observe(series, seconds)
+  if seconds < 0 then seconds = 0 end
+  local bucket = #LATENCY_BUCKETS + 1
+  for i, bound in ipairs(LATENCY_BUCKETS) do
+    if seconds <= bound then bucket = i break end
+  end
+  redis.call('HINCRBY', K_METRICS, series .. '\t' .. bucket, 1)
+  redis.call('HINCRBYFLOAT', K_METRICS, series .. '\tsum', seconds)
 end
 
 local function wake_scheduler()
@@ -115,13 +127,19 @@ local function transition(job_key, events_key, job_id, from, to, now, set, clear
   local version = redis.call('HINCRBY', job_key, 'version', 1)
   redis.call('HSET', job_key, 'state', to, 'updated_at', now, unpack(set or {}))
   local h = redis.call('HMGET', job_key, 'attempt', 'worker_id', 'reason', 'assigned_at',
-    'started_at', 'timeout_s')
+    'started_at', 'timeout_s', 'queued_at')
   -- The reaper's clocks: when an assignment began, when a run with a timeout must end.
   if from == 'ASSIGNED' then redis.call('ZREM', K_ASSIGNED_AT, job_id) end
   if from == 'RUNNING' then redis.call('ZREM', K_RUN_DEADLINES, job_id) end
   if to == 'ASSIGNED' then redis.call('ZADD', K_ASSIGNED_AT, h[4] or now, job_id) end
   if to == 'RUNNING' and h[6] and h[6] ~= '' then
     redis.call('ZADD', K_RUN_DEADLINES, tonumber(h[5] or now) + tonumber(h[6]), job_id)
+  end
+  -- Placement (queued to assigned), dispatch (assigned to started), a run by its outcome.
+  if to == 'ASSIGNED' and h[7] then observe('placement', tonumber(now) - tonumber(h[7])) end
+  if to == 'RUNNING' and h[4] then observe('dispatch', tonumber(now) - tonumber(h[4])) end
+  if from == 'RUNNING' and TERMINAL[to] and h[5] then
+    observe('run_' .. to, tonumber(now) - tonumber(h[5]))
   end
   local event = cjson.encode({
     at = tonumber(now), from = from, to = to, reason = nullable(h[3]),

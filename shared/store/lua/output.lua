@@ -44,6 +44,7 @@ for _, chunk in ipairs(cjson.decode(ARGV[4])) do
 end
 -- An empty post (the agent asking whether to cancel) writes nothing.
 if last_seq ~= tonumber(h[2] or 0) then
+  redis.call('HINCRBY', K_METRICS, 'output_bytes', bytes - tonumber(h[3]))
   redis.call('HSET', K_JOB, 'out_seq', last_seq, 'output_bytes', bytes, 'output_chunks', count,
     'output_truncated', truncated and '1' or '0')
   if truncated and h[5] ~= '1' then  -- GET shows it: once, when the cap is reached
