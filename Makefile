@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv image docker up test lint bench soak clean
+.PHONY: help venv image images docker up test lint bench soak clean
 
 help:
 	@echo "make up     install what is missing (redis, docker, busybox), then run 'jobyard up'"
@@ -15,6 +15,7 @@ help:
 	@echo "make lint   ruff and mypy"
 	@echo "make venv   create .venv and install jobyard with its dev extras"
 	@echo "make image  build the test image jobyard/busybox:latest"
+	@echo "make images build jobyard/api and jobyard/worker (and their base) from local parts"
 	@echo "make bench  run the benchmarks"
 	@echo "make soak   chaos soak: 2,000 Docker jobs while agents, api, scheduler and Redis are killed"
 	@echo "make clean  remove caches and build output (keeps .venv and .jobyard)"
@@ -26,6 +27,10 @@ $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
+
+images: venv
+	bash scripts/ensure-deps.sh docker debootstrap
+	bash scripts/build-images.sh
 
 image:
 	@test -f scripts/build-image.sh || { echo "scripts/build-image.sh is missing" >&2; exit 1; }
@@ -48,7 +53,7 @@ up: venv
 	$(BIN)/jobyard up
 
 test: venv
-	bash scripts/ensure-deps.sh redis docker busybox chromium promtool
+	bash scripts/ensure-deps.sh redis docker busybox chromium promtool debootstrap compose
 	@$(MAKE) --no-print-directory docker
 	$(BIN)/pytest -q
 

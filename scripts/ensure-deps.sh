@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Install the Debian packages jobyard needs, only those that are missing.
-# Usage: scripts/ensure-deps.sh [redis] [docker] [busybox] [chromium] [promtool]   (default: all)
+# Usage: scripts/ensure-deps.sh [redis] [docker] [busybox] [chromium] [promtool] [debootstrap]
+#        [compose]   (default: all)
 # Runs `apt-get update` at most once, and only when something is to be installed;
 # uses sudo when not root. Used by the Makefile (make up, make test) and by .ci/run.
 set -euo pipefail
 
 want=("$@")
-[ ${#want[@]} -gt 0 ] || want=(redis docker busybox chromium promtool)
+[ ${#want[@]} -gt 0 ] || want=(redis docker busybox chromium promtool debootstrap compose)
 
 missing=()
 for dep in "${want[@]}"; do
@@ -19,7 +20,10 @@ for dep in "${want[@]}"; do
         chromium) command -v chromium >/dev/null || missing+=(chromium) ;;
         # Prometheus's own checker of /metrics (tests/e2e/test_metrics_scrape.py).
         promtool) command -v promtool >/dev/null || missing+=(prometheus) ;;
-        *) echo "ensure-deps: unknown dependency '$dep' (redis, docker, busybox, chromium, promtool)" >&2; exit 2 ;;
+        # `make images` (a base image from Debian's packages) and the compose test.
+        debootstrap) command -v debootstrap >/dev/null || missing+=(debootstrap) ;;
+        compose) command -v docker-compose >/dev/null || missing+=(docker-compose) ;;
+        *) echo "ensure-deps: unknown dependency '$dep' (redis, docker, busybox, chromium, promtool, debootstrap, compose)" >&2; exit 2 ;;
     esac
 done
 

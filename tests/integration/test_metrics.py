@@ -3,6 +3,9 @@ units, the latency histograms the Lua transitions observe (placement, dispatch, 
 outcome), the output bytes stored, and the API's own request counts; HELP and TYPE for every
 family, parsed by prometheus-client's own parser."""
 
+import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +20,7 @@ from shared.store.jobs import Backoff
 from tests.helpers import free_port
 from tests.store_support import ManualClock, assign, register, submit
 
+ROOT = Path(__file__).resolve().parents[2]
 ADMIN = {"Authorization": "Bearer admin-token"}
 CONFIG = Config.from_env({}, admin_token="admin-token", worker_join_token="join-token")
 
@@ -110,3 +114,17 @@ def test_a_redis_failure_is_counted(client: FlaskClient) -> None:
     assert response.status_code == 503
     after = value(scrape(client), "jobyard_redis_errors", "jobyard_redis_errors_total")
     assert after == before + 1
+
+
+def test_every_query_of_the_grafana_dashboard_names_a_series_metrics_serves(
+    client: FlaskClient, store: Store
+) -> None:
+    register(store, "w1")  # a series per status once there are workers
+    dashboard = json.loads((ROOT / "deploy" / "grafana-dashboard.json").read_text())
+    queries = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    client.get("/healthz")  # so that the request counters have a series
+    families = scrape(client)
+    served = {sample.name for family in families.values() for sample in family.samples}
+    named = {name for query in queries for name in re.findall(r"\bjobyard_\w+", query)}
+    assert named - served == set(), "the dashboard asks for series /metrics does not serve"
+    assert len(named) >= 15 and set(families) >= {"jobyard_http_requests", "jobyard_jobs"}
