@@ -94,7 +94,9 @@ def gunicorn_options(config: Config) -> dict[str, Any]:
     return options
 
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's name for it
+# prometheus-client's variable (api/metrics.py reads it too). prometheus-client picks its
+# storage when first imported, so neither it nor the app may be imported here before the fork.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def metrics_directory() -> tuple[Path, bool]:
