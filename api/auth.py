@@ -17,12 +17,11 @@ from flask import g, request
 from api import session_cookie
 from api.errors import Forbidden, Unauthorized
 from api.extensions import services
-from shared.schemas.tokens import ADMIN_NAME, JOIN_NAME
+from shared.identities import ADMIN_NAME, JOIN_NAME, PERSON_ROLES
 from shared.store.tokens import token_hash
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-PERSON_ROLES = frozenset({"admin", "user"})  # the roles that may log in to the dashboard
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import click
 from cli.context import api_command, fail, make_client
 from cli.jobs import print_json
 from cli.render import age, table
-from shared.schemas.tokens import PERSON_ROLES
+from shared.identities import PERSON_ROLES
 
 
 @click.group()

@@ -4,14 +4,8 @@ import re
 
 from marshmallow import Schema, ValidationError, fields, validate
 
+from shared.identities import PERSON_ROLES, RESERVED_NAMES
 from shared.schemas.fields import Timestamp
-
-# The names the configured tokens act under (api/auth.py). A person given one would own,
-# and so see, the jobs of that identity: refused whatever their case.
-ADMIN_NAME = "admin"
-JOIN_NAME = "join"
-RESERVED_NAMES = frozenset({ADMIN_NAME, JOIN_NAME})
-PERSON_ROLES = ("user", "admin")
 
 # A name becomes the `owner` of jobs and part of Redis key names and URLs: a strict charset.
 NAME_CHARS = "[A-Za-z0-9][A-Za-z0-9._-]{0,63}"

@@ -16,6 +16,7 @@ COMMANDS = {
 
 LAZY_MODULES = (
     "api.app", "scheduler.loop", "worker_agent.agent", "gunicorn", "docker", "requests", "yaml",
+    "marshmallow",
 )  # fmt: skip
 
 
