@@ -23,7 +23,6 @@ from shared.store.tokens import token_hash
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-
 @dataclass(frozen=True)
 class Principal:
     name: str

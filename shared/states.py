@@ -35,6 +35,10 @@ class WorkerStatus(StrEnum):
 
 
 TERMINAL_STATES = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED})
+# In one fixed order, for figures kept or shown per terminal state (history, histograms).
+TERMINAL_STATE_NAMES = tuple(sorted(state.value for state in TERMINAL_STATES))
+# The states a user may retry a job from (POST /jobs/{id}/retry: retry.lua; the dashboard).
+USER_RETRYABLE_STATES = frozenset({JobState.FAILED, JobState.CANCELLED})
 ACTIVE_STATES = frozenset({JobState.ASSIGNED, JobState.RUNNING})
 
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {

@@ -13,7 +13,7 @@ from flask import Blueprint, Response, redirect, render_template, request
 
 from api.page_headers import PAGE_HEADERS
 from api.session import page_principal
-from shared.states import JobState
+from shared.states import TERMINAL_STATE_NAMES, USER_RETRYABLE_STATES, JobState
 
 STATIC_URL_PATH = "/static"
 # The /docs page's Swagger UI, vendored (static/vendor/swagger-ui/README.md): never a CDN.
@@ -31,6 +31,17 @@ blp = Blueprint(
 NAVIGATION = {"web.overview": "Overview", "web.jobs": "Jobs", "web.workers": "Workers"}
 
 
+@blp.app_context_processor
+def job_states() -> dict[str, Any]:
+    """The state rules the pages' scripts need, from shared/states.py (base.html puts them
+    on <body>): which states end a job, and which a user may retry from."""
+    return {
+        "job_states": [state.value for state in JobState],
+        "terminal_states": TERMINAL_STATE_NAMES,
+        "retryable_states": sorted(state.value for state in USER_RETRYABLE_STATES),
+    }
+
+
 @blp.get("/")
 def overview() -> Any:
     return _page("overview.html", "Overview")
@@ -38,7 +49,7 @@ def overview() -> Any:
 
 @blp.get("/jobs")
 def jobs() -> Any:
-    return _page("jobs.html", "Jobs", states=[state.value for state in JobState])
+    return _page("jobs.html", "Jobs")
 
 
 @blp.get("/jobs/<string:job_id>")

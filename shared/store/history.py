@@ -11,7 +11,7 @@ restart of any process, and costs nothing per job beyond one HINCRBY.
 import itertools
 from dataclasses import dataclass
 
-from shared.states import TERMINAL_STATES
+from shared.states import TERMINAL_STATE_NAMES
 from shared.store.scripts import StorePart
 
 HISTORY_MINUTES = 60
@@ -41,20 +41,16 @@ class HistoryStore(StorePart):
         since_ms = int((self.clock() - HISTORY_MINUTES * MINUTE_S) * 1000)
         pipe = self.redis.pipeline(transaction=False)
         pipe.xrange(self.keys.history, min=f"{since_ms}-0", max="+")
-        pipe.hmget(self.keys.finished_totals, *self._states)
+        pipe.hmget(self.keys.finished_totals, *TERMINAL_STATE_NAMES)
         pipe.hget(self.keys.counts, "QUEUED")
         entries, totals, queued = pipe.execute()
         samples = [self._sample(entry_id, fields) for entry_id, fields in entries]
-        live = self._totals(dict(zip(self._states, totals, strict=True)))
+        live = self._totals(dict(zip(TERMINAL_STATE_NAMES, totals, strict=True)))
         samples.append(Sample(self.clock(), live, int(queued or 0)))
         return [_point(before, after) for before, after in itertools.pairwise(samples)]
 
-    @property
-    def _states(self) -> list[str]:
-        return sorted(state.value for state in TERMINAL_STATES)
-
     def _totals(self, fields: dict[str, str | None]) -> dict[str, int]:
-        return {state: int(fields.get(state) or 0) for state in self._states}
+        return {state: int(fields.get(state) or 0) for state in TERMINAL_STATE_NAMES}
 
     def _sample(self, entry_id: str, fields: dict[str, str]) -> Sample:
         at = int(entry_id.split("-", 1)[0]) / 1000

@@ -16,6 +16,7 @@ from shared.states import (
     TERMINAL_STATES,
     TRANSITIONS,
     USER_RETRY_CLEARS,
+    USER_RETRYABLE_STATES,
     JobState,
 )
 from shared.store.keys import Keys
@@ -68,6 +69,7 @@ def preamble() -> str:
         + _table({state: f"KEYS[{first_state + n}]" for n, state in enumerate(JobState)}),
         f"local TERMINAL = {_set(TERMINAL_STATES)}",
         f"local RETRYABLE = {_set(RETRYABLE_REASONS)}",
+        f"local USER_RETRYABLE = {_set(USER_RETRYABLE_STATES)}",
         "local TRANSITIONS = " + _table({state: _set(TRANSITIONS[state]) for state in JobState}),
         f"local NEW_ATTEMPT_CLEARS = {_list(NEW_ATTEMPT_CLEARS)}",
         f"local REQUEUE_CLEARS = {_list(REQUEUE_CLEARS)}",

@@ -16,6 +16,7 @@ from shared.states import (
     TERMINAL_STATES,
     TRANSITIONS,
     USER_RETRY_CLEARS,
+    USER_RETRYABLE_STATES,
     JobState,
 )
 from shared.store import Store
@@ -29,6 +30,7 @@ for name, key in pairs(STATE_INDEX) do keys[name] = key end
 return cjson.encode({
   COMMON = COMMON, STATE_INDEX = keys, TERMINAL = TERMINAL, RETRYABLE = RETRYABLE,
   TRANSITIONS = TRANSITIONS, NEW_ATTEMPT_CLEARS = NEW_ATTEMPT_CLEARS,
+  USER_RETRYABLE = USER_RETRYABLE,
   REQUEUE_CLEARS = REQUEUE_CLEARS, USER_RETRY_CLEARS = USER_RETRY_CLEARS,
   GLOBALS = {K_COUNTS, K_EVENTS, K_QUEUE, K_WAKE, K_DEADLINES, K_RETRIES, K_FINISHED,
              K_ASSIGNED_AT, K_RUN_DEADLINES, K_OWNER_COUNTS, K_FINISHED_TOTALS, K_METRICS},
@@ -45,6 +47,7 @@ def test_the_preamble_is_the_state_machine_of_shared_states(store: Store) -> Non
     seen = json.loads(script(keys=store.keys.common()))
     assert set(seen["TERMINAL"]) == TERMINAL_STATES
     assert set(seen["RETRYABLE"]) == RETRYABLE_REASONS
+    assert set(seen["USER_RETRYABLE"]) == USER_RETRYABLE_STATES
     assert {state: set(targets) for state, targets in seen["TRANSITIONS"].items()} == {
         state.value: set(targets) for state, targets in TRANSITIONS.items()
     }

@@ -4,7 +4,7 @@
 
 (() => {
   const { api, el, eventApplies, copyApplies, isStale, coalesce, follow, duration,
-    secondsSince, resources, stateBadge, reportError, ACTIVE_STATES, TERMINAL_STATES } = jobyard;
+    secondsSince, resources, stateBadge, reportError, isOver, mayRetry } = jobyard;
   const card = document.querySelector("[data-job-id]");
   const jobId = card.dataset.jobId;
   const jobPath = "/api/v1/jobs/" + encodeURIComponent(jobId);
@@ -40,7 +40,7 @@
     const facts = [
       ["Name", copy.name],
       ["Owner", copy.owner],
-      ["State", copy.state + (copy.cancel_requested && !TERMINAL_STATES.includes(copy.state) ? " (cancelling)" : "")],
+      ["State", copy.state + (copy.cancel_requested && !isOver(copy.state) ? " (cancelling)" : "")],
       ["Reason", copy.reason],
       ["Waiting because", copy.state === "QUEUED" ? copy.pending_reason : null],
       ["Retry at", copy.retry_at],
@@ -67,11 +67,10 @@
       network: copy.network, constraints: copy.constraints, max_retries: copy.max_retries,
       queue_timeout_s: copy.queue_timeout_s,
     }, null, 2);
-    const active = ACTIVE_STATES.includes(copy.state);
-    buttons.cancel.hidden = !active || copy.cancel_requested;
-    buttons.retry.hidden = !(copy.state === "FAILED" || copy.state === "CANCELLED");
-    buttons.delete.hidden = !TERMINAL_STATES.includes(copy.state);
-    if (!TERMINAL_STATES.includes(copy.state)) outputEnded = false; // retried: more to come
+    buttons.cancel.hidden = isOver(copy.state) || copy.cancel_requested;
+    buttons.retry.hidden = !mayRetry(copy.state);
+    buttons.delete.hidden = !isOver(copy.state);
+    if (!isOver(copy.state)) outputEnded = false; // retried: more to come
     if (!outputEnded) followOutput();
   }
 

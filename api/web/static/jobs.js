@@ -4,7 +4,7 @@
 
 (() => {
   const { api, el, isStale, eventApplies, copyApplies, coalesce, follow, duration, secondsSince, resources, stateBadge,
-    reportError, isAdmin, ACTIVE_STATES, TERMINAL_STATES } = jobyard;
+    reportError, isAdmin, isOver, mayRetry } = jobyard;
   const PAGE_SIZE = 50;
   const form = document.querySelector("[data-filters]");
   const tbody = document.querySelector("[data-jobs] tbody");
@@ -68,7 +68,7 @@
       el("td", {}, el("a", { href: "/jobs/" + encodeURIComponent(job.id) }, el("code", {}, job.id))),
       el("td", { class: "name" }, job.name || ""),
       isAdmin ? el("td", {}, job.owner) : null,
-      el("td", {}, stateBadge(job.state), job.cancel_requested && !TERMINAL_STATES.includes(job.state) ? " cancelling" : ""),
+      el("td", {}, stateBadge(job.state), job.cancel_requested && !isOver(job.state) ? " cancelling" : ""),
       el("td", {}, job.reason || (job.state === "QUEUED" ? job.pending_reason || "" : "")),
       el("td", { class: "number" }, job.priority),
       el("td", {}, resources(job.resources)),
@@ -81,10 +81,10 @@
 
   function actions(job) {
     const buttons = [];
-    if (ACTIVE_STATES.includes(job.state) && !job.cancel_requested) {
+    if (!isOver(job.state) && !job.cancel_requested) {
       buttons.push(el("button", { type: "button", onclick: () => act(job.id, "cancel") }, "Cancel"));
     }
-    if (job.state === "FAILED" || job.state === "CANCELLED") {
+    if (mayRetry(job.state)) {
       buttons.push(el("button", { type: "button", onclick: () => act(job.id, "retry") }, "Retry"));
     }
     return buttons;

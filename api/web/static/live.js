@@ -11,8 +11,11 @@ const jobyard = (() => {
   const CSRF_HEADER = "X-Jobyard-CSRF";
   const FEED_URL = "/api/v1/events/stream";
   const RECONNECT_MS = 2000;
-  const ACTIVE_STATES = ["QUEUED", "ASSIGNED", "RUNNING"];
-  const TERMINAL_STATES = ["COMPLETED", "FAILED", "CANCELLED"];
+  // The state rules, as the server put them on <body> from shared/states.py.
+  const TERMINAL_STATES = document.body.dataset.terminalStates.split(" ");
+  const RETRYABLE_STATES = document.body.dataset.retryableStates.split(" ");
+  const isOver = (state) => TERMINAL_STATES.includes(state);
+  const mayRetry = (state) => RETRYABLE_STATES.includes(state);
 
   class ApiError extends Error {
     constructor(status, message) {
@@ -223,10 +226,8 @@ const jobyard = (() => {
   }
 
   return {
-    ACTIVE_STATES, TERMINAL_STATES, ApiError, api, el, hear, isStale, eventApplies, copyApplies,
-    coalesce, follow,
+    isOver, mayRetry, api, el, hear, isStale, eventApplies, copyApplies, coalesce, follow,
     duration, secondsSince, memory, resources, stateBadge, bar, reportError,
-    role: document.body.dataset.role,
     isAdmin: document.body.dataset.role === "admin",
   };
 })();

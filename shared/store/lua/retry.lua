@@ -9,7 +9,7 @@ local now, job_id, actor = ARGV[1], ARGV[2], ARGV[3]
 
 local state = redis.call('HGET', K_JOB, 'state')
 if not state then return {'not_found', '', 0} end
-if state ~= 'FAILED' and state ~= 'CANCELLED' then return {'conflict', state, 0} end
+if not USER_RETRYABLE[state] then return {'conflict', state, 0} end
 local version = transition(K_JOB, K_JOB_EVENTS, job_id, state, 'QUEUED', now,
   {'queued_at', now, 'retries', 0}, USER_RETRY_CLEARS, nil, actor)
 wake_scheduler()
