@@ -247,7 +247,10 @@ def jobs_command(
         watch(lambda: jobs_text(client.jobs(**filters)), watch_s, "jobyard jobs")
         return
     body = client.jobs(**filters)
-    click.echo(json.dumps(body, indent=2, sort_keys=True) if as_json else jobs_text(body))
+    if as_json:
+        print_json(body)
+        return
+    click.echo(jobs_text(body))
 
 
 def jobs_text(body: dict[str, Any]) -> str:

@@ -135,12 +135,13 @@
 
   function onChange(change) {
     if (!change.kind.startsWith("job")) return;
-    recount();
     const current = rowOf(change.id);
-    if (!current) {
-      if (cursor === null && change.kind === "job") reload();
+    if (!current && cursor === null && change.kind === "job") {
+      reload(); // the newest page, counts and all
       return;
     }
+    recount();
+    if (!current) return;
     if (change.kind === "job_deleted") {
       current.remove();
       return;
