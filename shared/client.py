@@ -56,8 +56,13 @@ def is_transient(exc: BaseException) -> bool:
     return exc.status in TRANSIENT_STATUSES or 500 <= exc.status <= 599
 
 
+REQUEST_TIMEOUT_S = 10.0  # a request's default wait for its answer
+
+
 class ApiClient:
-    def __init__(self, base_url: str, token: str = "", timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, base_url: str, token: str = "", timeout_s: float = REQUEST_TIMEOUT_S
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.timeout_s = timeout_s

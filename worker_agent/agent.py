@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from shared import clock
-from shared.client import WORKER_LOST, ApiClient, ApiError
+from shared.client import REQUEST_TIMEOUT_S, WORKER_LOST, ApiClient, ApiError
 from shared.config import Config
 from shared.retry import Backoff, GaveUp, retry
 from worker_agent.attempt import Attempt, AttemptRunner
@@ -68,6 +68,10 @@ class Agent:
         self._stop_requested = False
         self._force_stop = False
         self._finished = threading.Event()
+        # Set once the drain is over, before deregistering: a heartbeat after that would
+        # name a worker that is gone (and hear 410).
+        self._heartbeats_end = threading.Event()
+        self._heartbeats: threading.Thread | None = None
         self.runner = AttemptRunner(
             self.client,
             self.executor,
@@ -95,12 +99,13 @@ class Agent:
             clear_spools(self.state.spool_dir)
             if not self._deliver_leftovers() or not self._register():
                 return
-            self._spawn(self._heartbeat_loop, "heartbeat")
+            self._heartbeats = self._spawn(self._heartbeat_loop, "heartbeat")
             self._spawn(self._poll_loop, "poll")
             while not self._stop_requested:
                 time.sleep(STOP_POLL_S)
             self._drain()
         finally:
+            self._heartbeats_end.set()
             self._finished.set()
             self.state.unlock()
 
@@ -115,6 +120,9 @@ class Agent:
             self._log("drain_timeout", logging.WARNING, cancelling=len(self.running()))
             self._cancel_all(stale=False)
             self._wait_idle(self.config.kill_grace_s + 15.0, forced=True)
+        self._heartbeats_end.set()
+        if self._heartbeats is not None:  # one in flight ends within its request's timeout
+            self._heartbeats.join(REQUEST_TIMEOUT_S + self.heartbeat_s)
         self._best_effort(self.client.deregister, "deregister")
         self._log("stopped")
 
@@ -208,9 +216,9 @@ class Agent:
 
     def _heartbeat_loop(self) -> None:
         # It goes on while draining: a silent worker would be declared lost mid-drain.
-        while not self._finished.is_set():
+        while not self._heartbeats_end.is_set():
             self._heartbeat_once()
-            self._finished.wait(self.heartbeat_s)
+            self._heartbeats_end.wait(self.heartbeat_s)
 
     def _heartbeat_once(self) -> None:
         """One heartbeat, retried until it gets through, then what its answer asks."""
@@ -220,7 +228,7 @@ class Agent:
                 self._send_heartbeat,
                 # Sooner than the period: once the API is back, the first heartbeat should
                 # land before the control plane's worker timeout runs out.
-                lambda delay: self._finished.wait(min(delay, self.heartbeat_s)),
+                lambda delay: self._heartbeats_end.wait(min(delay, self.heartbeat_s)),
                 backoff=self.backoff(),
                 on_retry=self._retrying("heartbeat"),
             )
@@ -366,8 +374,10 @@ class Agent:
         except ApiError as exc:
             self._log(f"{what}_failed", logging.WARNING, error=exc)
 
-    def _spawn(self, target: Callable[..., None], name: str, *args: Any) -> None:
-        threading.Thread(target=target, args=args, name=name, daemon=True).start()
+    def _spawn(self, target: Callable[..., None], name: str, *args: Any) -> threading.Thread:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        thread.start()
+        return thread
 
     def _log(self, event: str, level: int = logging.INFO, **fields: Any) -> None:
         log_event(log, event, level, worker=self.worker_id, **fields)
