@@ -15,6 +15,8 @@ from shared.images import image_allowed
 from shared.resources import Resources, cpu_to_millicores
 from shared.schemas.jobs import (
     EventListSchema,
+    JobBatchSchema,
+    JobBatchSubmitSchema,
     JobExportArgsSchema,
     JobListArgsSchema,
     JobListSchema,
@@ -24,6 +26,7 @@ from shared.schemas.jobs import (
     OutputSchema,
 )
 from shared.states import TERMINAL_STATES
+from shared.store.jobs import Submission
 
 blp = Blueprint("jobs", __name__, url_prefix="/api/v1/jobs", description="Submit and watch jobs")
 
@@ -55,29 +58,41 @@ def _listed_owner(asked: str | None) -> str | None:
     return principal.name
 
 
-def _checked_request(args: dict[str, Any]) -> Resources:
+def _request_errors(args: dict[str, Any]) -> dict[str, Any]:
+    """What in one submission goes past this installation's limits ({} when nothing)."""
     config = services().config
     res = args["resources"]
-    errors: dict[str, Any] = {}
+    too_much: dict[str, Any] = {}
     if res["cpu"] > config.max_job_cpu:
-        errors["cpu"] = [f"at most {config.max_job_cpu:g} (JOBYARD_MAX_JOB_CPU)"]
+        too_much["cpu"] = [f"at most {config.max_job_cpu:g} (JOBYARD_MAX_JOB_CPU)"]
     if res["memory_mb"] > config.max_job_memory_mb:
-        errors["memory_mb"] = [f"at most {config.max_job_memory_mb} (JOBYARD_MAX_JOB_MEMORY_MB)"]
-    if errors:
-        raise Invalid("the job asks for more than any job may", {"json": {"resources": errors}})
+        too_much["memory_mb"] = [f"at most {config.max_job_memory_mb} (JOBYARD_MAX_JOB_MEMORY_MB)"]
+    errors: dict[str, Any] = {"resources": too_much} if too_much else {}
     if not image_allowed(args["image"], config.allowed_images):
-        raise Invalid(
-            f"image {args['image']!r} is not allowed here",
-            {"json": {"image": [f"must match one of {', '.join(config.allowed_images)}"]}},
-        )
-    return Resources(cpu_to_millicores(res["cpu"]), res["memory_mb"], res["gpus"])
+        errors["image"] = [f"must match one of {', '.join(config.allowed_images)}"]
+    return errors
 
 
-def _names_no_memory() -> bool:
+def _submission(args: dict[str, Any], raw: Any, idempotency_key: str | None) -> Submission:
+    """The store's submission from one validated body (`raw`: the same body as sent)."""
+    return Submission(
+        secrets.token_hex(8),
+        {name: args[name] for name in SPEC_FIELDS},
+        Resources(
+            cpu_to_millicores(args["resources"]["cpu"]),
+            args["resources"]["memory_mb"],
+            args["resources"]["gpus"],
+        ),
+        args["priority"],
+        idempotency_key,
+        cpu_only=_names_no_memory(raw),
+    )
+
+
+def _names_no_memory(raw: Any) -> bool:
     """Did the submission leave memory_mb out? (The schema fills in the default, so ask the
-    body itself, which Flask has parsed already.)"""
-    body = request.get_json(silent=True)
-    resources = body.get("resources") if isinstance(body, dict) else None
+    body as sent.)"""
+    resources = raw.get("resources") if isinstance(raw, dict) else None
     return not isinstance(resources, dict) or "memory_mb" not in resources
 
 
@@ -88,6 +103,11 @@ def _idempotency_key() -> str | None:
     return key
 
 
+def _with_default_image(args: dict[str, Any]) -> dict[str, Any]:
+    args["image"] = args["image"] or services().config.default_image
+    return args
+
+
 @blp.route("")
 class Jobs(MethodView):
     @require("admin", "user")
@@ -96,18 +116,11 @@ class Jobs(MethodView):
     @blp.response(201, JobSchema)
     def post(self, args: dict[str, Any]) -> Any:
         """Submit a job; an Idempotency-Key header makes a resubmission return the first."""
-        args["image"] = args["image"] or services().config.default_image
-        resources = _checked_request(args)
-        spec = {name: args[name] for name in SPEC_FIELDS}
-        job, created = services().store.jobs.submit(
-            secrets.token_hex(8),
-            current().name,
-            spec,
-            resources,
-            args["priority"],
-            _idempotency_key(),
-            cpu_only=_names_no_memory(),
-        )
+        errors = _request_errors(_with_default_image(args))
+        if errors:
+            raise Invalid("the job asks for what this installation refuses", {"json": errors})
+        submission = _submission(args, request.get_json(silent=True), _idempotency_key())
+        [(job, created)] = services().store.jobs.submit_many(current().name, [submission])
         return job, 201 if created else 200
 
     @require("admin", "user")
@@ -127,6 +140,33 @@ class Jobs(MethodView):
             "next_cursor": next_cursor,
             "counts": store.jobs.counts(filters["owner"]),
         }
+
+
+@blp.route("/batch")
+class JobBatch(MethodView):
+    @require("admin", "user")
+    @documents_errors(blp, 400, 401, 403, 413, 503)
+    @blp.arguments(JobBatchSubmitSchema())
+    @blp.response(201, JobBatchSchema)
+    def post(self, args: dict[str, Any]) -> Any:
+        """Submit 1 to 1,000 jobs at once, checked as a whole (422 names each refused one by
+        its index) and stored in one atomic step. With an Idempotency-Key header, each job
+        is the key's own: a resubmission returns the first jobs (200)."""
+        items = [_with_default_image(item) for item in args["jobs"]]
+        errors = {n: e for n, item in enumerate(items) if (e := _request_errors(item))}
+        if errors:
+            raise Invalid(
+                "some jobs ask for what this installation refuses", {"json": {"jobs": errors}}
+            )
+        raw = request.get_json()["jobs"]  # parsed and checked by the schema already
+        key = _idempotency_key()
+        submissions = [
+            _submission(item, raw[n], f"{key}[{n}]" if key else None)
+            for n, item in enumerate(items)
+        ]
+        stored = services().store.jobs.submit_many(current().name, submissions)
+        created = any(new for _, new in stored)
+        return {"jobs": [job for job, _ in stored]}, 201 if created else 200
 
 
 def _filters(args: dict[str, Any]) -> dict[str, Any]:

@@ -10,8 +10,9 @@ from cli.context import api_command, client_config, fail, make_client
 from cli.follow import follow_job
 from cli.render import age, command_line, job_text, outcome, table
 from cli.watch import WATCH_OPTION, watch
+from shared.batches import ARRAY_INDEX_ENV, ARRAY_LABEL, MAX_BATCH, array_jobs, new_array_id
 from shared.resources import DEFAULT_JOB_RESOURCES
-from shared.states import JobState
+from shared.states import TERMINAL_STATES, JobState
 
 if TYPE_CHECKING:
     from cli.job_file import JobFile
@@ -81,6 +82,9 @@ def print_json(value: Any) -> None:
               help="Label (repeatable).")
 @click.option("-f", "--follow", is_flag=True,
               help="Stream the output and exit with the job's exit code, like `docker run`.")
+@click.option("--array", "array_size", type=click.IntRange(1, MAX_BATCH), metavar="N",
+              help=f"Submit N copies in one request, each with {ARRAY_INDEX_ENV} (0 to N-1) "
+              f"and the array's id (label {ARRAY_LABEL}=ID); prints the id.")
 @click.option("-F", "--file", "job_file", type=click.Path(dir_okay=False, path_type=Path),
               help="A job file (YAML or JSON) with the submission's fields; flags override it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the submitted job as JSON.")
@@ -96,6 +100,7 @@ def submit(
     env: dict[str, str],
     labels: dict[str, str],
     follow: bool,
+    array_size: int | None,
     job_file: Path | None,
     as_json: bool,
     command: tuple[str, ...],
@@ -104,6 +109,8 @@ def submit(
     the job id."""
     if follow and as_json:
         raise click.UsageError("--follow prints the job's output: it does not go with --json")
+    if follow and array_size:
+        raise click.UsageError("--follow follows one job: it does not go with --array")
     optional = {"image": image, "timeout_s": timeout, "priority": priority, "name": name,
                 "env": env, "labels": labels}
     read = _job_file(job_file)
@@ -111,6 +118,9 @@ def submit(
     if "command" not in body:
         raise click.UsageError("give the job's COMMAND after --, or a job file with `command`")
     client = make_client()
+    if array_size:
+        _submit_array(client, body, array_size, read, as_json)
+        return
     job = _submitted(client, body, read)
     if as_json:
         print_json(job)
@@ -133,16 +143,40 @@ def _job_file(path: Path | None) -> "JobFile | None":
         fail(str(exc), 2)
 
 
-def _submitted(client: "ApiClient", body: dict[str, Any], read: "JobFile | None") -> Any:
-    """The job the API stored; a refusal of a job file's field names the file's line."""
+def _submit_array(
+    client: "ApiClient", body: dict[str, Any], size: int, read: "JobFile | None", as_json: bool
+) -> None:
+    array_id = new_array_id()
+    jobs = _submitted(client, array_jobs(body, size, array_id), read)["jobs"]
+    if as_json:
+        print_json(jobs)
+        return
+    click.echo(array_id)
+    click.echo(
+        f"{len(jobs)} jobs submitted: jobyard jobs --label {ARRAY_LABEL}={array_id}", err=True
+    )
+
+
+def _submitted(
+    client: "ApiClient", body: dict[str, Any] | list[dict[str, Any]], read: "JobFile | None"
+) -> Any:
+    """The job the API stored (for a list of bodies, the batch's answer); a refusal of a job
+    file's field names the file's line."""
     from shared.client import ApiError
 
     try:
+        if isinstance(body, list):
+            # The key makes a resubmission of the same array return its jobs, not a second set.
+            return client.submit_batch(body, idempotency_key=body[0]["labels"][ARRAY_LABEL])
         return client.submit(body)
     except ApiError as exc:
         details = exc.details.get("json") if isinstance(exc.details, dict) else None
         if read is None or exc.status != 422 or not isinstance(details, dict):
             raise
+        if isinstance(body, list):
+            # Every job of an array is the same file's: the first refused one speaks for all.
+            by_index = details.get("jobs")
+            details = next(iter(by_index.values())) if isinstance(by_index, dict) else details
         fail(f"{exc.message}\n{read.problems(details)}")
 
 
@@ -161,10 +195,19 @@ def status(as_json: bool, job_id: str) -> None:
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
-@click.argument("job_id")
+@click.option("--array", "array_id", metavar="ID",
+              help="Cancel every job of this array not finished yet (instead of JOB_ID).")
+@click.argument("job_id", required=False)
 @api_command
-def cancel(as_json: bool, job_id: str) -> None:
+def cancel(as_json: bool, array_id: str | None, job_id: str | None) -> None:
     """Cancel a job; a running one is stopped by its worker within seconds."""
+    if array_id is not None:
+        if job_id is not None:
+            raise click.UsageError("give a JOB_ID or --array ID, not both")
+        _cancel_array(array_id, as_json)
+        return
+    if job_id is None:
+        raise click.UsageError("give a JOB_ID, or --array ID")
     job = make_client().cancel(job_id) or {}
     if as_json:
         print_json(job)
@@ -174,6 +217,37 @@ def cancel(as_json: bool, job_id: str) -> None:
         click.echo(f"{job_id}: cancel requested ({state})")
     else:
         click.echo(f"{job_id}: cancelled")
+
+
+def _cancel_array(array_id: str, as_json: bool) -> None:
+    from shared.client import ApiError
+
+    client = make_client()
+    cancelled: list[Any] = []
+    for job in _array_members(client, array_id):
+        if job["state"] in TERMINAL_STATES:
+            continue
+        try:
+            cancelled.append(client.cancel(job["id"]))
+        except ApiError as exc:
+            if exc.status not in (404, 409):  # it ended, or went, since the list was read
+                raise
+    if as_json:
+        print_json(cancelled)
+        return
+    click.echo(f"array {array_id}: cancel asked of {len(cancelled)} jobs")
+
+
+def _array_members(client: "ApiClient", array_id: str) -> list[dict[str, Any]]:
+    """Every job carrying the array's label, through all the list's pages."""
+    filters: dict[str, Any] = {"label": f"{ARRAY_LABEL}={array_id}", "limit": 500}
+    members: list[dict[str, Any]] = []
+    while True:
+        page = client.jobs(**filters)
+        members += page["jobs"]
+        if not page.get("next_cursor"):
+            return members
+        filters["cursor"] = page["next_cursor"]
 
 
 @click.command()

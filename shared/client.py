@@ -111,6 +111,14 @@ class ApiClient:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         return self.request("POST", "/api/v1/jobs", json=dict(spec), headers=headers)
 
+    def submit_batch(
+        self, specs: Iterable[Mapping[str, Any]], idempotency_key: str | None = None
+    ) -> Any:
+        """Submit many jobs in one request; the answer's `jobs` are in the same order."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        body = {"jobs": [dict(spec) for spec in specs]}
+        return self.request("POST", "/api/v1/jobs/batch", json=body, headers=headers)
+
     def job(self, job_id: str) -> Any:
         return self.request("GET", f"/api/v1/jobs/{job_id}")
 

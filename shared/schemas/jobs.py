@@ -4,6 +4,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from shared.batches import MAX_BATCH
 from shared.resources import DEFAULT_JOB_RESOURCES
 from shared.schemas.fields import (
     NAME,
@@ -78,6 +79,15 @@ class JobSubmitSchema(Schema):
             raise ValidationError(errors)
 
 
+class JobBatchSubmitSchema(Schema):
+    jobs = fields.List(
+        fields.Nested(JobSubmitSchema),
+        required=True,
+        validate=validate.Length(min=1, max=MAX_BATCH),
+        metadata={"description": f"1 to {MAX_BATCH} submissions, stored together or not at all"},
+    )
+
+
 class JobSchema(Schema):
     id = fields.String()
     name = fields.String(allow_none=True)
@@ -112,6 +122,10 @@ class JobSchema(Schema):
     assigned_at = Timestamp()
     started_at = Timestamp()
     finished_at = Timestamp()
+
+
+class JobBatchSchema(Schema):
+    jobs = fields.List(fields.Nested(JobSchema), metadata={"description": "in submission order"})
 
 
 class JobFilterSchema(Schema):

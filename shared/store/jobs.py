@@ -40,6 +40,39 @@ class Backoff:
 DEFAULT_BACKOFF = Backoff()
 
 
+@dataclass(frozen=True)
+class Submission:
+    """One job to store: its spec (the fields of JobSubmitSchema a job keeps), what it asks
+    for, and its idempotency key. `cpu_only`: the submission named no memory (see
+    scheduler/rank.scorer)."""
+
+    job_id: str
+    spec: dict[str, Any]
+    resources: Resources
+    priority: int
+    idempotency_key: str | None = None
+    cpu_only: bool = False
+
+    def args(self) -> list[Any]:
+        """submit.lua's values for this job, in its order."""
+        spec = self.spec
+        return [
+            self.job_id,
+            json.dumps(spec),
+            self.resources.cpu_m,
+            self.resources.memory_mb,
+            self.resources.gpus,
+            self.priority,
+            self.idempotency_key or "",
+            json.dumps(spec.get("constraints") or {}),
+            spec.get("queue_timeout_s") or "",
+            spec.get("timeout_s") or "",
+            spec.get("max_retries") or 0,
+            "1" if self.cpu_only else "0",
+            "1" if spec.get("network") else "0",
+        ]
+
+
 class JobStore(StorePart):
     def submit(
         self,
@@ -52,40 +85,40 @@ class JobStore(StorePart):
         cpu_only: bool = False,
     ) -> tuple[dict[str, Any], bool]:
         """Store a QUEUED job. Returns (the job, created); with an idempotency key already
-        used by this owner, the first job and False. `cpu_only`: the submission named no
-        memory (see scheduler/rank.scorer)."""
-        keys = self.keys.common() + [
-            self.keys.job(job_id),
-            self.keys.job_events(job_id),
-            self.keys.jobs,
-            self.keys.owner_jobs(owner),
-            self.keys.seq,
-            self.keys.idempotency(owner, idempotency_key or ""),
-        ]
-        args = [
-            job_id,
-            self.clock(),
-            owner,
-            json.dumps(spec),
-            resources.cpu_m,
-            resources.memory_mb,
-            resources.gpus,
-            priority,
-            "1" if idempotency_key else "0",
-            IDEMPOTENCY_TTL_S,
-            json.dumps(spec.get("constraints") or {}),
-            spec.get("queue_timeout_s") or "",
-            spec.get("timeout_s") or "",
-            spec.get("max_retries") or 0,
-            idempotency_key or "",
-            "1" if cpu_only else "0",
-            "1" if spec.get("network") else "0",
-        ]
-        created, stored_id, *stored = self.scripts.run("submit", keys, args)
-        if not created:
-            return self.get(stored_id), False
-        flat = stored[0]
-        return job_from_hash(dict(zip(flat[::2], flat[1::2], strict=True))), True
+        used by this owner, the first job and False."""
+        submission = Submission(job_id, spec, resources, priority, idempotency_key, cpu_only)
+        return self.submit_many(owner, [submission])[0]
+
+    def submit_many(
+        self, owner: str, submissions: Sequence[Submission]
+    ) -> list[tuple[dict[str, Any], bool]]:
+        """Store QUEUED jobs of one owner in one atomic step. Returns (the job, created) for
+        each, in order; a submission whose idempotency key this owner used already gives
+        the first job and False."""
+        keys = self.keys.common() + [self.keys.jobs, self.keys.owner_jobs(owner), self.keys.seq]
+        args: list[Any] = [self.clock(), owner, IDEMPOTENCY_TTL_S]
+        for submission in submissions:
+            keys += [
+                self.keys.job(submission.job_id),
+                self.keys.job_events(submission.job_id),
+                self.keys.idempotency(owner, submission.idempotency_key or ""),
+            ]
+            args += submission.args()
+        answers = self.scripts.run("submit", keys, args)
+        earlier = self.get_many([answer[1] for answer in answers if not answer[0]])
+        found = {job["id"]: job for job in earlier}
+        results: list[tuple[dict[str, Any], bool]] = []
+        for created, job_id, *stored in answers:
+            if created:
+                flat = stored[0]
+                results.append((job_from_hash(dict(zip(flat[::2], flat[1::2], strict=True))), True))
+            elif job_id in found:
+                results.append((found[job_id], False))
+            else:
+                # The first job went between the script and this read (deleted): the key
+                # named it, so say so rather than store a second one.
+                raise NotFound(f"no job {job_id}")
+        return results
 
     def get(self, job_id: str) -> dict[str, Any]:
         h = self.redis.hgetall(self.keys.job(job_id))

@@ -140,6 +140,40 @@ def test_json_on_the_commands_that_print_a_job(
     assert run("submit", "--json", "--follow", "--", "true").exit_code == 2
 
 
+def test_submit_array_sends_one_batch_with_each_jobs_index(
+    fake_api: FakeApi, run: Callable[..., Result]
+) -> None:
+    fake_api.answer("POST", "/api/v1/jobs/batch", (201, {"jobs": [JOB, JOB, JOB]}))
+    result = run("submit", "--array", "3", "--env", "A=1", "--label", "team=ml", "--", "true")
+    assert result.exit_code == 0, result.output
+    array_id = result.stdout.strip()
+    [sent] = fake_api.sent("POST", "/api/v1/jobs/batch")
+    bodies = sent.body["jobs"]
+    assert [b["env"] for b in bodies] == [
+        {"A": "1", "JOBYARD_ARRAY_ID": array_id, "JOBYARD_ARRAY_INDEX": str(i)} for i in range(3)
+    ]
+    assert [b["labels"] for b in bodies] == [
+        {"team": "ml", "array": array_id, "array_index": str(i)} for i in range(3)
+    ]
+    assert {tuple(b["command"]) for b in bodies} == {("true",)}
+    # A resend of the same array (the command run again after a lost answer) is recognised.
+    assert sent.headers["Idempotency-Key"] == array_id
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("submit", "--array", "2", "--follow", "--", "true"),
+        ("submit", "--array", "0", "--", "true"),
+        ("submit", "--array", "1001", "--", "true"),
+        ("cancel",),
+        ("cancel", "--array", "a1", "j1"),
+    ],
+)
+def test_array_usage_errors(run: Callable[..., Result], args: tuple[str, ...]) -> None:
+    assert run(*args).exit_code == 2
+
+
 def test_delete(fake_api: FakeApi, run: Callable[..., Result]) -> None:
     fake_api.answer("DELETE", "/api/v1/jobs/j1", (204, None))
     result = run("delete", "j1")

@@ -40,6 +40,7 @@ TABLE: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/metrics"): frozenset({ADMIN}),
     ("GET", "/api/v1/jobs"): PEOPLE,
     ("POST", "/api/v1/jobs"): PEOPLE,
+    ("POST", "/api/v1/jobs/batch"): PEOPLE,
     ("GET", "/api/v1/jobs/export"): PEOPLE,
     ("GET", "/api/v1/jobs/<string:job_id>"): PEOPLE,
     ("DELETE", "/api/v1/jobs/<string:job_id>"): PEOPLE,
