@@ -48,7 +48,7 @@ def test_cancel_array_cancels_the_unfinished_jobs_only(cluster: Cluster) -> None
     done_id = finished.stdout.strip()
     for job in members(cluster, done_id):
         cluster.wait_for_state(job["id"], TERMINAL)
-    # More sleepers than the agent's 4 slots (JOBYARD_MAX_PARALLEL_JOBS): some run, some wait in the queue.
+    # More sleepers than the agent's 4 slots (JOBYARD_MAX_PARALLEL_JOBS): some wait queued.
     sleeping = jobyard(cluster, "submit", "--array", "6", "--memory", "32", "--", "sleep", "60")
     array_id = sleeping.stdout.strip()
     answer = jobyard(cluster, "cancel", "--array", array_id)
