@@ -1,12 +1,13 @@
 """Server-sent event streams: a job's output, live until the job ends, and the feed of every
 job and worker change.
 
-Each stream reads Redis with XREAD in short blocking slices. Under gunicorn's gevent
-worker the standard library is monkey-patched before the app is built, so redis-py's
-socket waits yield to the other requests of the process instead of holding it. Between
-slices a stream checks whether to end (the job is over, the client has gone), so no
-greenlet outlives its client by more than a slice, and a comment goes out every KEEPALIVE_S
-so that proxies keep a quiet connection open.
+Each stream reads Redis with XREAD in blocking slices, which wake on what the stream waits
+for: a job's output stream waits on its output and on its ended stream (so the end reaches
+a follower at once), the feed on its entries. Under gunicorn's gevent worker the standard
+library is monkey-patched before the app is built, so redis-py's socket waits yield to the
+other requests of the process instead of holding it. Between slices a stream checks whether
+the client has gone, so no greenlet outlives its client by more than a slice, and a comment
+goes out every KEEPALIVE_S so that proxies keep a quiet connection open.
 """
 
 import logging
@@ -37,14 +38,13 @@ from shared.schemas.streams import (
     OutputStreamArgsSchema,
 )
 from shared.states import TERMINAL_STATES
-from shared.store.streams import Change, StreamStore
+from shared.store.streams import START, Change, StreamStore
 
 log = logging.getLogger("jobyard.api")
 
-# Blocking reads stay well under the Redis client's socket timeout (5 s). A job's end
-# cannot wake a read of its output, so the output slice also bounds how late the end event
-# can be; the feed's reads wake on every change.
-OUTPUT_SLICE_S = 0.5
+# Blocking reads stay well under the Redis client's socket timeout (5 s); both wake on what
+# they wait for, so a slice bounds only how long a gone client keeps its greenlet.
+OUTPUT_SLICE_S = 2.0
 FEED_SLICE_S = 2.0
 KEEPALIVE_S = 15.0
 RETRY_MS = 2000  # how long an EventSource waits before it reconnects
@@ -160,6 +160,7 @@ def output_events(streams: StreamStore, job_id: str, after: int, gone: Gone) -> 
     client's reconnection then gets the 404)."""
     yield f"retry: {RETRY_MS}\n\n"
     keepalive = _Keepalive()
+    ends_seen = START
     while not gone():
         status, chunks = streams.poll_output(job_id, after, OUTPUT_BATCH)
         if status is None:
@@ -169,7 +170,9 @@ def output_events(streams: StreamStore, job_id: str, after: int, gone: Gone) -> 
                 # Read after the status said so: no output is stored once a job has ended.
                 yield _event(EndEventSchema().dumps(status), event="end")
                 return
-            chunks = streams.wait_output(job_id, after, OUTPUT_BATCH, OUTPUT_SLICE_S)
+            chunks, ends_seen = streams.wait_output(
+                job_id, after, OUTPUT_BATCH, OUTPUT_SLICE_S, ends_seen
+            )
         if chunks:
             after = chunks[-1]["offset"]
             keepalive.reset()

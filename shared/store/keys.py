@@ -1,12 +1,20 @@
 """Every Redis key name jobyard uses, built in this one module.
 
 Lua scripts never build key names: they receive them as KEYS, laid out by `common()` first
-and then the per-entity keys each script documents.
+and then the per-entity keys each script documents. One exception: a job's ended stream is
+its job key with JOB_ENDED_SUFFIX (the preamble of lua/lib.lua gets the suffix from here),
+because every script that can end a job would otherwise take one key more per job for it.
 """
 
 from dataclasses import dataclass
 
 from shared.states import JobState
+
+# A job's ended stream (Keys.job_ended): one entry each time the job reaches a final state,
+# which wakes whoever follows its output at once; it lasts JOB_ENDED_TTL_MS, long enough for
+# a follower between two reads, so that finished jobs do not keep it.
+JOB_ENDED_SUFFIX = ":ended"
+JOB_ENDED_TTL_MS = 60_000
 
 
 @dataclass(frozen=True)
@@ -181,6 +189,9 @@ class Keys:
 
     def job_output(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}:output"
+
+    def job_ended(self, job_id: str) -> str:
+        return self.job(job_id) + JOB_ENDED_SUFFIX
 
     def owner_jobs(self, owner: str) -> str:
         return f"{self.prefix}owner:{owner}:jobs"

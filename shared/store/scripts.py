@@ -19,7 +19,7 @@ from shared.states import (
     USER_RETRYABLE_STATES,
     JobState,
 )
-from shared.store.keys import Keys
+from shared.store.keys import JOB_ENDED_SUFFIX, JOB_ENDED_TTL_MS, Keys
 
 SCRIPT_NAMES = (
     "submit",
@@ -75,6 +75,8 @@ def preamble() -> str:
         f"local REQUEUE_CLEARS = {_list(REQUEUE_CLEARS)}",
         f"local USER_RETRY_CLEARS = {_list(USER_RETRY_CLEARS)}",
         "local LATENCY_BUCKETS = {" + ", ".join(repr(b) for b in LATENCY_BUCKETS_S) + "}",
+        f"local JOB_ENDED_SUFFIX = {_string(JOB_ENDED_SUFFIX)}",
+        f"local JOB_ENDED_TTL_MS = {JOB_ENDED_TTL_MS}",
     ]
     return "\n".join(lines) + "\n"
 

@@ -10,8 +10,10 @@ import redis
 from shared.store.keys import Keys
 from shared.store.records import chunk_from_entry
 
-# The change feed's entry ids are Redis stream ids: milliseconds-sequence.
-START_OF_FEED = "0-0"
+# Stream entry ids are milliseconds-sequence; START comes before every entry.
+START = "0-0"
+# The change feed's.
+START_OF_FEED = START
 
 
 @dataclass(frozen=True)
@@ -62,14 +64,23 @@ class StreamStore:
         return _status(job_id, status), [chunk_from_entry(*entry) for entry in _entries(reply)]
 
     def wait_output(
-        self, job_id: str, after: int, count: int, block_s: float
-    ) -> list[dict[str, Any]]:
+        self, job_id: str, after: int, count: int, block_s: float, ends_after: str = START
+    ) -> tuple[list[dict[str, Any]], str]:
         """Output chunks numbered above `after`, oldest first, at most `count`, waiting up to
-        `block_s` for the first (keep it under the client's socket timeout)."""
+        `block_s` (keep it under the client's socket timeout) for the first, or for the job
+        to end: an entry of its ended stream after `ends_after`. Returns the chunks and the
+        newest ended entry seen, which the next wait starts after (a job retried since it
+        ended keeps the entry a while, and must not wake each wait at once)."""
+        ended = self.keys.job_ended(job_id)
+        output = self.keys.job_output(job_id)
         reply = self.redis.xread(
-            {self.keys.job_output(job_id): f"{after}-0"}, count=count, block=_block_ms(block_s)
+            {output: f"{after}-0", ended: ends_after}, count=count, block=_block_ms(block_s)
         )
-        return [chunk_from_entry(*entry) for entry in _entries(reply)]
+        by_stream = {name: entries for name, entries in reply or []}
+        if by_stream.get(ended):
+            ends_after = str(by_stream[ended][-1][0])
+        chunks = [chunk_from_entry(*entry) for entry in by_stream.get(output, [])]
+        return chunks, ends_after
 
     def last_change_id(self) -> str:
         """The id of the newest entry of the feed, so a new follower starts after it."""

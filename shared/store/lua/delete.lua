@@ -24,7 +24,7 @@ for i = 0, (#ARGV - 3) / 3 - 1 do
       or (cutoff ~= '' and not (finished and tonumber(finished) <= tonumber(cutoff))) then
     results[#results + 1] = h[1]
   else
-    redis.call('UNLINK', k_job, k_events, k_output)
+    redis.call('UNLINK', k_job, k_events, k_output, k_job .. JOB_ENDED_SUFFIX)
     redis.call('HINCRBY', K_METRICS, 'output_bytes', 0 - tonumber(h[5] or 0))
     if idem ~= '' and redis.call('GET', k_idem) == job_id then redis.call('DEL', k_idem) end
     redis.call('ZREM', K_FINISHED, job_id)

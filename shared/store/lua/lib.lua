@@ -2,7 +2,8 @@
 -- generates from shared/states.py and Keys.common(): COMMON and the K_* names of the common
 -- keys (counts, events, queue, wake, queue deadlines, retries, finished, assignment times,
 -- run deadlines, per-owner counts, finished totals, metrics), STATE_INDEX (one index per
--- state), TERMINAL, RETRYABLE, TRANSITIONS, the *_CLEARS field lists and LATENCY_BUCKETS. Each script's own keys start at KEYS[COMMON + 1].
+-- state), TERMINAL, RETRYABLE, TRANSITIONS, the *_CLEARS field lists, LATENCY_BUCKETS and
+-- the name and lifetime of a job's ended stream (shared/store/keys.py). Each script's own keys start at KEYS[COMMON + 1].
 local EVENTS_MAXLEN = 100000
 
 local function nullable(value)
@@ -118,6 +119,10 @@ local function transition(job_key, events_key, job_id, from, to, now, set, clear
   if TERMINAL[to] then
     redis.call('ZADD', K_FINISHED, now, job_id)
     redis.call('HINCRBY', K_FINISHED_TOTALS, to, 1)
+    -- Wakes the job's followers (shared/store/streams.py) now, not at their next read.
+    local ended = job_key .. JOB_ENDED_SUFFIX
+    redis.call('XADD', ended, '*', 'state', to)
+    redis.call('PEXPIRE', ended, JOB_ENDED_TTL_MS)
   end
   redis.call('ZREM', STATE_INDEX[from], job_id)
   redis.call('ZADD', STATE_INDEX[to], seq, job_id)
