@@ -138,17 +138,34 @@ def _unexpected(exc: Exception) -> Response:
     return error_response(500, "internal", "internal error; see the api log")
 
 
+# The store's refusals of a worker's call about an attempt, as the per-job endpoints answer
+# them and each item of POST /workers/{id}/updates does: (status, code).
+ATTEMPT_REFUSALS: dict[type[Exception], tuple[int, str]] = {
+    NotFound: (404, "not_found"),
+    StaleAttempt: (409, "stale_attempt"),
+    NotYourAttempt: (403, "forbidden"),  # a StaleAttempt too: the most derived class wins
+}
+
+
+def attempt_refusal(exc: Exception) -> tuple[int, str]:
+    """The (status, code) of a refusal in ATTEMPT_REFUSALS, by its most derived class."""
+    for cls in type(exc).__mro__:
+        if cls in ATTEMPT_REFUSALS:
+            return ATTEMPT_REFUSALS[cls]
+    raise TypeError(f"not a refusal of an attempt: {exc!r}")
+
+
+def _refused_attempt(exc: Exception) -> Response:
+    status, code = attempt_refusal(exc)
+    return error_response(status, code, str(exc))
+
+
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(ApiError, _api_error)
     app.register_error_handler(HTTPException, _http_error)
-    app.register_error_handler(NotFound, lambda exc: error_response(404, "not_found", str(exc)))
-    app.register_error_handler(
-        StaleAttempt, lambda exc: error_response(409, "stale_attempt", str(exc))
-    )
-    # Before StaleAttempt's handler in effect: Flask picks the most derived class's.
-    app.register_error_handler(
-        NotYourAttempt, lambda exc: error_response(403, "forbidden", str(exc))
-    )
+    # Flask picks the handler of the most derived class, as attempt_refusal does.
+    for refusal in ATTEMPT_REFUSALS:
+        app.register_error_handler(refusal, _refused_attempt)
     app.register_error_handler(
         InvalidState,
         lambda exc: error_response(409, "invalid_state", str(exc), {"state": exc.state}),

@@ -7,7 +7,7 @@ from typing import Any
 from flask.views import MethodView
 
 from api.auth import current, require, require_own_worker
-from api.errors import documents_errors
+from api.errors import attempt_refusal, documents_errors
 from api.extensions import services
 from api.guards import Blueprint
 from shared.resources import Resources, cpu_to_millicores
@@ -18,9 +18,12 @@ from shared.schemas.workers import (
     HeartbeatSchema,
     RegisteredSchema,
     RegisterSchema,
+    UpdatesAnswerSchema,
+    UpdatesSchema,
     WorkerListSchema,
     WorkerSchema,
 )
+from shared.store.jobs import Backoff, Update, UpdateOutcome
 from shared.store.tokens import token_hash
 
 blp = Blueprint("workers", __name__, url_prefix="/api/v1/workers", description="Worker agents")
@@ -89,6 +92,43 @@ class Heartbeat(MethodView):
         running = [(job["id"], job["attempt"]) for job in body["running"]]
         cancel, stop = services().store.workers.heartbeat(worker_id, body["metrics"], running)
         return {"cancel": cancel, "stop": stop}
+
+
+@blp.route("/<string:worker_id>/updates")
+class Updates(MethodView):
+    @require("worker")
+    @documents_errors(blp, 400, 401, 403, 413, 503)
+    @blp.arguments(UpdatesSchema())
+    @blp.response(200, UpdatesAnswerSchema)
+    def post(self, body: dict[str, Any], worker_id: str) -> Any:
+        """Many starts and results of this worker's attempts in one call (1 to 1,000), each
+        fenced on its own: every item answers what its per-job call would (`status`), and
+        one refused item does not refuse the rest."""
+        require_own_worker(worker_id)
+        config = services().config
+        backoff = Backoff(config.retry_backoff_s, config.retry_backoff_max_s)
+        updates = [
+            Update(item["id"], item["attempt"], item.get("result")) for item in body["updates"]
+        ]
+        outcomes = services().store.jobs.update_many(worker_id, updates, backoff)
+        return {
+            "updates": [
+                _update_answer(update, outcome)
+                for update, outcome in zip(updates, outcomes, strict=True)
+            ]
+        }
+
+
+def _update_answer(update: Update, outcome: UpdateOutcome) -> dict[str, Any]:
+    answer: dict[str, Any] = {"id": update.job_id, "attempt": update.attempt}
+    if outcome.transition is not None:
+        state, version = outcome.transition.state, outcome.transition.version
+        return {**answer, "status": 200, "state": state, "version": version,
+                "cancel": outcome.cancel, "code": None, "error": None}  # fmt: skip
+    assert outcome.refused is not None
+    status, code = attempt_refusal(outcome.refused)
+    return {**answer, "status": status, "state": None, "version": None,
+            "cancel": outcome.cancel, "code": code, "error": str(outcome.refused)}  # fmt: skip
 
 
 @blp.route("/<string:worker_id>/drain")

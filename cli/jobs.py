@@ -1,8 +1,10 @@
 """Client commands about jobs: submit, status, cancel, retry, delete and the jobs table."""
 
 import json
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -17,6 +19,10 @@ from shared.states import TERMINAL_STATES, JobState
 if TYPE_CHECKING:
     from cli.job_file import JobFile
     from shared.client import ApiClient
+
+T = TypeVar("T")
+
+PACED_FOR_S = 60.0  # how long a command waits out the API's rate limit before it fails
 
 # Only shown: what the API gives a job for a resource it is not sent.
 DEFAULTS = DEFAULT_JOB_RESOURCES.to_wire()
@@ -228,7 +234,7 @@ def _cancel_array(array_id: str, as_json: bool) -> None:
         if job["state"] in TERMINAL_STATES:
             continue
         try:
-            cancelled.append(client.cancel(job["id"]))
+            cancelled.append(_paced(partial(client.cancel, job["id"])))
         except ApiError as exc:
             if exc.status not in (404, 409):  # it ended, or went, since the list was read
                 raise
@@ -236,6 +242,24 @@ def _cancel_array(array_id: str, as_json: bool) -> None:
         print_json(cancelled)
         return
     click.echo(f"array {array_id}: cancel asked of {len(cancelled)} jobs")
+
+
+def _paced(call: Callable[[], T]) -> T:
+    """The call, tried again after a transient error (the rate limit that cancelling a
+    thousand jobs one by one meets) at the server's Retry-After, for up to a minute."""
+    import time
+
+    from shared.retry import retry as retry_transient
+
+    give_up_at = time.monotonic() + PACED_FOR_S
+
+    def wait(delay_s: float) -> bool:
+        if time.monotonic() + delay_s > give_up_at:
+            return True
+        time.sleep(delay_s)
+        return False
+
+    return retry_transient(call, wait)
 
 
 def _array_members(client: "ApiClient", array_id: str) -> list[dict[str, Any]]:

@@ -183,6 +183,14 @@ class ApiClient:
         )
 
 
+    def updates(self, worker_id: str, items: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Many starts (`{"id", "attempt", "start": true}`) and results (`{"id", "attempt",
+        "result": {...}}`) in one call; the answers, in order, each with its own `status`."""
+        body = {"updates": [dict(item) for item in items]}
+        answer = self.request("POST", f"/api/v1/workers/{worker_id}/updates", json=body)
+        return list(answer["updates"])
+
+
 # Server-sent events (the SSE endpoints: a job's output, the change feed)
 
 # A stream sends a comment every 15 s; three missed ones mean the connection is dead.

@@ -344,7 +344,10 @@ class Agent:
         for pending in self.outbox.pending():
             self.client.token = pending.token
             try:
-                outcome = self.outbox.deliver(self.client, pending, self._wait_stop, self.backoff())
+                # Alone (nothing runs yet), so through the per-job call, with that token.
+                outcome = self.outbox.deliver(
+                    self.runner.reporter, pending, self._wait_stop, self.backoff()
+                )
             finally:
                 self.client.token = self._join_token
             if outcome is Outcome.ABANDONED:

@@ -28,6 +28,7 @@ from worker_agent.logfmt import log_event
 from worker_agent.output import OutputStreamer
 from worker_agent.results import Outcome, PendingResult, ResultOutbox
 from worker_agent.spool import MIB
+from worker_agent.updates import Reporter
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,8 @@ class AttemptRunner:
         self.stopped = stopped
         self.backoff = backoff
         self.gpus = GpuPool(config.worker_gpus)
+        # Starts and results of attempts running side by side go to the API together.
+        self.reporter = Reporter(client)
 
     def run(self, attempt: Attempt) -> None:
         job_id, number = attempt.key
@@ -103,7 +106,7 @@ class AttemptRunner:
         job_id, number = attempt.key
         try:
             retry(
-                lambda: self.client.start(job_id, number),
+                lambda: self.reporter.start(attempt.worker_id, job_id, number),
                 self._wait(attempt),
                 backoff=self.backoff(),
                 on_retry=lambda exc, delay: self._log(
@@ -160,7 +163,7 @@ class AttemptRunner:
             )
 
     def _report(self, attempt: Attempt, pending: PendingResult) -> None:
-        outcome = self.outbox.deliver(self.client, pending, self._wait(attempt), self.backoff())
+        outcome = self.outbox.deliver(self.reporter, pending, self._wait(attempt), self.backoff())
         if outcome is Outcome.DONE:
             body = pending.body
             self._log(

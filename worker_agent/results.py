@@ -12,9 +12,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from shared.client import STALE_ATTEMPT, ApiClient, ApiError
+from shared.client import STALE_ATTEMPT, ApiError
 from shared.retry import Backoff, GaveUp, retry
 from worker_agent.logfmt import log_event
+from worker_agent.updates import Reporter
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class ResultOutbox:
 
     def deliver(
         self,
-        client: ApiClient,
+        reporter: Reporter,
         result: PendingResult,
         wait: Callable[[float], bool],
         backoff: Backoff,
@@ -91,7 +92,9 @@ class ResultOutbox:
 
         try:
             retry(
-                lambda: client.result(result.job_id, result.attempt, result.body),
+                lambda: reporter.result(
+                    result.worker_id, result.job_id, result.attempt, result.body
+                ),
                 wait,
                 backoff=backoff,
                 on_retry=failed,

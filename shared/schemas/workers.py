@@ -4,6 +4,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from shared.batches import MAX_BATCH
 from shared.schemas.fields import (
     EPOCH_S,
     MAX_EXACT_INTEGER,
@@ -122,6 +123,47 @@ class ResultSchema(Schema):
 class TransitionSchema(Schema):
     state = fields.String()
     version = fields.Integer()
+
+
+class UpdateSchema(Schema):
+    """One item of POST /workers/{id}/updates: the attempt started, or its result."""
+
+    id = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    attempt = WholeNumber(required=True, validate=validate.Range(min=1, max=MAX_EXACT_INTEGER))
+    start = fields.Boolean(metadata={"description": "true: the attempt started"})
+    result = fields.Nested(ResultSchema, metadata={"description": "the attempt ended"})
+
+    @validates_schema
+    def _one_thing(self, data: dict[str, Any], **_: Any) -> None:
+        if (data.get("start") is True) == ("result" in data):
+            raise ValidationError("an update is `start: true` or a `result`, one of the two")
+
+
+class UpdatesSchema(Schema):
+    updates = fields.List(
+        fields.Nested(UpdateSchema),
+        required=True,
+        validate=validate.Length(min=1, max=MAX_BATCH),
+    )
+
+
+class UpdateAnswerSchema(Schema):
+    id = fields.String()
+    attempt = fields.Integer()
+    status = fields.Integer(
+        metadata={"description": "what the per-job call would answer: 200, 403, 404 or 409"}
+    )
+    state = fields.String(allow_none=True, metadata={"description": "after the update (200)"})
+    version = fields.Integer(allow_none=True)
+    cancel = fields.Boolean(metadata={"description": "the user asked to cancel the job"})
+    code = fields.String(
+        allow_none=True, metadata={"description": "the refusal's error code, as the per-job call's"}
+    )
+    error = fields.String(allow_none=True, metadata={"description": "why it was refused"})
+
+
+class UpdatesAnswerSchema(Schema):
+    updates = fields.List(fields.Nested(UpdateAnswerSchema), metadata={"description": "in order"})
 
 
 class WorkerReservedSchema(ResourceAmountsSchema):

@@ -11,7 +11,7 @@ restart of any process, and costs nothing per job beyond one HINCRBY.
 import itertools
 from dataclasses import dataclass
 
-from shared.states import TERMINAL_STATE_NAMES
+from shared.states import TERMINAL_STATE_NAMES, JobState
 from shared.store.scripts import StorePart
 
 HISTORY_MINUTES = 60
@@ -42,7 +42,7 @@ class HistoryStore(StorePart):
         pipe = self.redis.pipeline(transaction=False)
         pipe.xrange(self.keys.history, min=f"{since_ms}-0", max="+")
         pipe.hmget(self.keys.finished_totals, *TERMINAL_STATE_NAMES)
-        pipe.hget(self.keys.counts, "QUEUED")
+        pipe.zcard(self.keys.state(JobState.QUEUED))
         entries, totals, queued = pipe.execute()
         samples = [self._sample(entry_id, fields) for entry_id, fields in entries]
         live = self._totals(dict(zip(TERMINAL_STATE_NAMES, totals, strict=True)))

@@ -11,7 +11,13 @@ from typing import Any
 
 from shared.resources import Resources
 from shared.states import JobState
-from shared.store.errors import InvalidState, NotFound, NotYourAttempt, StaleAttempt
+from shared.store.errors import (
+    InvalidState,
+    NotFound,
+    NotYourAttempt,
+    StaleAttempt,
+    StoreError,
+)
 from shared.store.records import chunk_from_entry, job_from_hash
 from shared.store.scripts import StorePart
 
@@ -71,6 +77,26 @@ class Submission:
             "1" if self.cpu_only else "0",
             "1" if spec.get("network") else "0",
         ]
+
+
+@dataclass(frozen=True)
+class Update:
+    """One item of a worker's batch of updates: its attempt started (no `result`), or ended
+    (`result`: the fields of a result report)."""
+
+    job_id: str
+    attempt: int
+    result: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class UpdateOutcome:
+    """What became of one update: the transition, or why it was refused (as the per-job
+    call would raise it); `cancel` tells the worker the user asked to cancel the job."""
+
+    transition: Transition | None
+    refused: StoreError | None
+    cancel: bool
 
 
 class JobStore(StorePart):
@@ -182,8 +208,10 @@ class JobStore(StorePart):
     def counts(self, owner: str | None = None) -> dict[str, int]:
         """Jobs per state: every owner's (None), or one owner's."""
         if owner is None:
-            raw = self.redis.hgetall(self.keys.counts)
-            return {state.value: int(raw.get(state.value, 0)) for state in JobState}
+            pipe = self.redis.pipeline(transaction=False)
+            for state in JobState:
+                pipe.zcard(self.keys.state(state))
+            return {state.value: n for state, n in zip(JobState, pipe.execute(), strict=True)}
         fields = [f"{owner}\t{state.value}" for state in JobState]
         values = self.redis.hmget(self.keys.owner_counts, fields)
         return {state.value: int(v or 0) for state, v in zip(JobState, values, strict=True)}
@@ -289,13 +317,35 @@ class JobStore(StorePart):
             job_id,
             worker_id,
             attempt,
-            "" if exit_code is None else exit_code,
-            reason or "",
-            error or "",
-            json.dumps(metrics),
+            *_result_args(exit_code, reason, error, metrics),
             *backoff.args(),
         ]
         return _worker_call_outcome(job_id, attempt, self.scripts.run("result", keys, args))
+
+    def update_many(
+        self, worker_id: str, updates: Sequence[Update], backoff: Backoff = DEFAULT_BACKOFF
+    ) -> list[UpdateOutcome]:
+        """Starts and results of this worker's attempts in one atomic call, each fenced on
+        its own (start and finish, item by item): one refused does not refuse the rest."""
+        keys = self.keys.common() + [self.keys.worker(worker_id), self.keys.worker_jobs(worker_id)]
+        args: list[Any] = [self.clock(), worker_id, *backoff.args()]
+        for update in updates:
+            keys += [self.keys.job(update.job_id), self.keys.job_events(update.job_id)]
+            if update.result is None:
+                args += ["start", update.job_id, update.attempt, "", "", "", ""]
+            else:
+                args += ["result", update.job_id, update.attempt, *_result_args(**update.result)]
+        outcomes = []
+        for update, (*reply, cancel) in zip(
+            updates, self.scripts.run("updates", keys, args), strict=True
+        ):
+            try:
+                outcome = _worker_call_outcome(update.job_id, update.attempt, reply)
+            except StoreError as exc:
+                outcomes.append(UpdateOutcome(None, exc, cancel == 1))
+            else:
+                outcomes.append(UpdateOutcome(outcome, None, cancel == 1))
+        return outcomes
 
     def append_output(
         self,
@@ -344,6 +394,19 @@ def _matches(
     if worker is not None and job["worker_id"] != worker:
         return False
     return label is None or job.get("labels", {}).get(label[0]) == label[1]
+
+
+def _result_args(
+    exit_code: int | None, reason: str | None, error: str | None, metrics: dict[str, Any]
+) -> list[Any]:
+    """A result's values for result.lua and updates.lua: exit_code, reason, error ('' for
+    none) and the metrics as JSON."""
+    return [
+        "" if exit_code is None else exit_code,
+        reason or "",
+        error or "",
+        json.dumps(metrics),
+    ]
 
 
 def _worker_call_outcome(job_id: str, attempt: int, reply: list[Any]) -> Transition:

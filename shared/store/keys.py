@@ -30,11 +30,6 @@ class Keys:
         return f"{self.prefix}limits"
 
     @property
-    def counts(self) -> str:
-        """Hash: state -> number of jobs in it."""
-        return f"{self.prefix}counts"
-
-    @property
     def owner_counts(self) -> str:
         """Hash: "<owner>\t<state>" -> number of that owner's jobs in it (owners are token
         names, which have no tab); a field that reaches 0 is removed, so the hash holds only
@@ -165,7 +160,6 @@ class Keys:
     def common_globals(self) -> dict[str, str]:
         """The global keys of common(), in order, by the name the scripts know each by."""
         return {
-            "K_COUNTS": self.counts,
             "K_EVENTS": self.events,
             "K_QUEUE": self.queue,
             "K_WAKE": self.wake,

@@ -27,6 +27,7 @@ SCRIPT_NAMES = (
     "pending",
     "start",
     "result",
+    "updates",
     "cancel",
     "retry",
     "register",

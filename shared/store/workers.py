@@ -5,6 +5,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from shared.batches import MAX_BATCH
 from shared.resources import Resources
 from shared.states import JobState
 from shared.store.errors import InvalidState, NotFound, WorkerLimit
@@ -157,8 +158,9 @@ class WorkerStore(StorePart):
         return list(self.scripts.run("forget", keys, [self.clock(), cutoff, *due]))
 
     def pop_assigned(self, worker_id: str, wait_s: float) -> list[dict[str, Any]]:
-        """Block up to `wait_s` for jobs newly assigned to this worker; returns all that are
-        waiting and still assigned to it (one cancelled or requeued meanwhile is left out)."""
+        """Block up to `wait_s` for jobs newly assigned to this worker; returns those waiting
+        (at most MAX_BATCH: the rest wait for the next call) and still assigned to it (one
+        cancelled or requeued meanwhile is left out)."""
         inbox = self.keys.worker_inbox(worker_id)
         first = self._first_assigned(inbox, wait_s)
         if first is None:
@@ -166,8 +168,8 @@ class WorkerStore(StorePart):
         # The first job is read with the rest of the inbox: one round trip when it is alone.
         pipe = self.redis.pipeline(transaction=True)
         pipe.hgetall(self.keys.job(first))
-        pipe.lrange(inbox, 0, -1)
-        pipe.delete(inbox)
+        pipe.lrange(inbox, 0, MAX_BATCH - 2)
+        pipe.ltrim(inbox, MAX_BATCH - 1, -1)
         first_hash, rest, _ = pipe.execute()
         hashes = [first_hash]
         if rest:

@@ -16,7 +16,9 @@ output stream's tests cover them).
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ import pytest
 import redis
 
 from shared.client import ApiClient
+from shared.retry import retry
 from tests.e2e.cluster import ADMIN_TOKEN, JOIN_TOKEN, Cluster
 from tests.helpers import wait_until
 
@@ -67,6 +70,11 @@ def api(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cl
         client.close()
 
 
+def pause(delay_s: float) -> bool:
+    time.sleep(delay_s)
+    return False  # never gives up: the run's own timeout bounds it
+
+
 def register(cluster: Cluster, hostname: str, cpu: float, memory_mb: int) -> dict[str, Any]:
     body = {"hostname": hostname, "capacity": {"cpu": cpu, "memory_mb": memory_mb}}
     answer: dict[str, Any] = cluster.client.register(body)
@@ -83,8 +91,8 @@ def targets(cluster: Cluster, caller: str) -> dict[str, Any]:
         if earlier["status"] == "alive":
             cluster.client.drain(earlier["id"])
     while queued := cluster.client.jobs(state="QUEUED", limit=100)["jobs"]:
-        for leftover in queued:
-            cluster.client.cancel(leftover["id"])
+        for leftover in queued:  # its batches leave hundreds: paced by the rate limit
+            retry(partial(cluster.client.cancel, leftover["id"]), pause)
     worker = register(cluster, f"schemathesis-{caller}", cpu=2, memory_mb=1024)
     spare = register(cluster, f"spare-{caller}", cpu=0.001, memory_mb=1)  # fits no job
     token = {"admin": ADMIN_TOKEN, "worker": worker["token"]}.get(caller)

@@ -55,6 +55,7 @@ TABLE: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/workers"): PEOPLE,
     ("POST", "/api/v1/workers/register"): frozenset({JOIN, ADMIN}),
     ("POST", "/api/v1/workers/<string:worker_id>/heartbeat"): frozenset({WORKER}),
+    ("POST", "/api/v1/workers/<string:worker_id>/updates"): frozenset({WORKER}),
     ("GET", "/api/v1/workers/<string:worker_id>/assignments"): frozenset({WORKER}),
     ("POST", "/api/v1/workers/<string:worker_id>/drain"): frozenset({ADMIN, WORKER}),
     ("DELETE", "/api/v1/workers/<string:worker_id>"): frozenset({ADMIN, WORKER}),

@@ -113,6 +113,24 @@ class FakeApi:
             self.results[(job_id, attempt)] = dict(body)
         return {"state": "COMPLETED", "version": 4}
 
+    def updates(self, worker_id: str, items: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Each item answered as its per-job call is (and recorded as one), as the API does."""
+        self._enter("updates", worker_id, len(items))
+        answers = []
+        for item in items:
+            key = {"id": item["id"], "attempt": item["attempt"]}
+            try:
+                if item.get("start"):
+                    answer = self.start(item["id"], item["attempt"])
+                else:
+                    answer = self.result(item["id"], item["attempt"], item["result"])
+            except ApiError as exc:
+                refusal = {"status": exc.status, "code": exc.code, "error": exc.message}
+                answers.append({**key, **refusal})
+                continue
+            answers.append({**key, "status": 200, **answer})
+        return answers
+
     def drain(self, worker_id: str) -> Any:
         self._enter("drain", worker_id)
 

@@ -8,7 +8,7 @@ local K_HISTORY = KEYS[COMMON + 1]
 local minute_ms = tonumber(ARGV[1]) * 1000
 local last = redis.call('XREVRANGE', K_HISTORY, '+', '-', 'COUNT', 1)[1]
 if last and tonumber(string.match(last[1], '^(%d+)')) >= minute_ms then return 0 end
-local fields = {'queue_depth', redis.call('HGET', K_COUNTS, 'QUEUED') or 0}
+local fields = {'queue_depth', redis.call('ZCARD', STATE_INDEX.QUEUED)}
 for state in pairs(TERMINAL) do
   fields[#fields + 1] = state
   fields[#fields + 1] = redis.call('HGET', K_FINISHED_TOTALS, state) or 0

@@ -1,6 +1,6 @@
 -- lib.lua: prepended to every script by shared/store/scripts.py, after the preamble it
 -- generates from shared/states.py and Keys.common(): COMMON and the K_* names of the common
--- keys (counts, events, queue, wake, queue deadlines, retries, finished, assignment times,
+-- keys (events, queue, wake, queue deadlines, retries, finished, assignment times,
 -- run deadlines, per-owner counts, finished totals, metrics), STATE_INDEX (one index per
 -- state), TERMINAL, RETRYABLE, TRANSITIONS, the *_CLEARS field lists, LATENCY_BUCKETS and
 -- the name and lifetime of a job's ended stream (shared/store/keys.py). Each script's own keys start at KEYS[COMMON + 1].
@@ -11,10 +11,10 @@ local function nullable(value)
   return value
 end
 
--- The per-state counters, global and the owner's, moved together: every script that puts a
--- job in a state or takes it out (transition, submit, delete) counts through here.
+-- The owner's per-state counters: every script that puts a job in a state or takes it out
+-- (transition, submit, delete) counts through here. (Every owner's count of a state is its
+-- index's ZCARD.)
 local function count(owner, state, delta)
-  redis.call('HINCRBY', K_COUNTS, state, delta)
   local field = owner .. '\t' .. state
   -- A field at 0 goes, so the hash names only owners that have jobs.
   if redis.call('HINCRBY', K_OWNER_COUNTS, field, delta) == 0 then
@@ -34,7 +34,11 @@ local function observe(series, seconds)
   redis.call('HINCRBYFLOAT', K_METRICS, series .. '\tsum', seconds)
 end
 
+-- Once per script at most: the scheduler sees nothing of it before the script ends anyway.
+local scheduler_woken = false
 local function wake_scheduler()
+  if scheduler_woken then return end
+  scheduler_woken = true
   redis.call('LPUSH', K_WAKE, '1')
   redis.call('LTRIM', K_WAKE, 0, 0)
 end
@@ -100,16 +104,26 @@ end
 -- move (a cancel, a retry); nil for the system's and the workers' moves.
 local function transition(job_key, events_key, job_id, from, to, now, set, clear, retry_at,
     actor)
-  local current = redis.call('HMGET', job_key, 'state', 'seq', 'owner')
-  if current[1] ~= from or not (TRANSITIONS[from] or {})[to] then
-    error({err = 'illegal transition: job ' .. job_id .. ' is ' .. tostring(current[1])
+  -- One read of everything the move needs; what it then writes is applied to `after`, the
+  -- job as it will be, for the clocks, the metrics and the event.
+  local h = redis.call('HMGET', job_key, 'state', 'seq', 'owner', 'version', 'attempt',
+    'worker_id', 'reason', 'assigned_at', 'started_at', 'timeout_s', 'queued_at', 'retry_at',
+    'queue_timeout_s')
+  if h[1] ~= from or not (TRANSITIONS[from] or {})[to] then
+    error({err = 'illegal transition: job ' .. job_id .. ' is ' .. tostring(h[1])
       .. ', asked to go ' .. tostring(from) .. ' -> ' .. tostring(to)})
   end
-  local seq = current[2]
+  local seq, owner = h[2], h[3]
+  local after = {attempt = h[5], worker_id = h[6], reason = h[7], assigned_at = h[8],
+    started_at = h[9], timeout_s = h[10], queued_at = h[11]}
+  set, clear = set or {}, clear or {}
+  for _, field in ipairs(clear) do after[field] = false end
+  for i = 1, #set, 2 do after[set[i]] = set[i + 1] end
   if from == 'QUEUED' then
-    redis.call('ZREM', K_QUEUE, job_id)
-    redis.call('ZREM', K_DEADLINES, job_id)
-    redis.call('ZREM', K_RETRIES, job_id)
+    -- A queued job waits in the queue, or (with retry_at) in K_RETRIES; with a queue
+    -- timeout it has a deadline too.
+    if h[12] then redis.call('ZREM', K_RETRIES, job_id) else redis.call('ZREM', K_QUEUE, job_id) end
+    if h[13] and h[13] ~= '' then redis.call('ZREM', K_DEADLINES, job_id) end
   elseif to == 'QUEUED' and retry_at then
     redis.call('ZADD', K_RETRIES, retry_at, job_id)
   elseif to == 'QUEUED' then
@@ -126,45 +140,52 @@ local function transition(job_key, events_key, job_id, from, to, now, set, clear
   end
   redis.call('ZREM', STATE_INDEX[from], job_id)
   redis.call('ZADD', STATE_INDEX[to], seq, job_id)
-  count(current[3], from, -1)
-  count(current[3], to, 1)
-  if clear and #clear > 0 then redis.call('HDEL', job_key, unpack(clear)) end
-  local version = redis.call('HINCRBY', job_key, 'version', 1)
-  redis.call('HSET', job_key, 'state', to, 'updated_at', now, unpack(set or {}))
-  local h = redis.call('HMGET', job_key, 'attempt', 'worker_id', 'reason', 'assigned_at',
-    'started_at', 'timeout_s', 'queued_at')
+  count(owner, from, -1)
+  count(owner, to, 1)
+  if #clear > 0 then redis.call('HDEL', job_key, unpack(clear)) end
+  local version = tonumber(h[4]) + 1
+  redis.call('HSET', job_key, 'state', to, 'updated_at', now, 'version', version, unpack(set))
   -- The reaper's clocks: when an assignment began, when a run with a timeout must end.
   if from == 'ASSIGNED' then redis.call('ZREM', K_ASSIGNED_AT, job_id) end
   if from == 'RUNNING' then redis.call('ZREM', K_RUN_DEADLINES, job_id) end
-  if to == 'ASSIGNED' then redis.call('ZADD', K_ASSIGNED_AT, h[4] or now, job_id) end
-  if to == 'RUNNING' and h[6] and h[6] ~= '' then
-    redis.call('ZADD', K_RUN_DEADLINES, tonumber(h[5] or now) + tonumber(h[6]), job_id)
+  if to == 'ASSIGNED' then redis.call('ZADD', K_ASSIGNED_AT, after.assigned_at or now, job_id) end
+  if to == 'RUNNING' and after.timeout_s and after.timeout_s ~= '' then
+    redis.call('ZADD', K_RUN_DEADLINES,
+      tonumber(after.started_at or now) + tonumber(after.timeout_s), job_id)
   end
   -- Placement (queued to assigned), dispatch (assigned to started), a run by its outcome.
-  if to == 'ASSIGNED' and h[7] then observe('placement', tonumber(now) - tonumber(h[7])) end
-  if to == 'RUNNING' and h[4] then observe('dispatch', tonumber(now) - tonumber(h[4])) end
-  if from == 'RUNNING' and TERMINAL[to] and h[5] then
-    observe('run_' .. to, tonumber(now) - tonumber(h[5]))
+  if to == 'ASSIGNED' and after.queued_at then
+    observe('placement', tonumber(now) - tonumber(after.queued_at))
+  end
+  if to == 'RUNNING' and after.assigned_at then
+    observe('dispatch', tonumber(now) - tonumber(after.assigned_at))
+  end
+  if from == 'RUNNING' and TERMINAL[to] and after.started_at then
+    observe('run_' .. to, tonumber(now) - tonumber(after.started_at))
   end
   local event = cjson.encode({
-    at = tonumber(now), from = from, to = to, reason = nullable(h[3]),
-    attempt = tonumber(h[1]), worker_id = nullable(h[2]), version = version,
-    actor = nullable(actor),
+    at = tonumber(now), from = from, to = to, reason = nullable(after.reason),
+    attempt = tonumber(after.attempt), worker_id = nullable(after.worker_id),
+    version = version, actor = nullable(actor),
   })
   redis.call('RPUSH', events_key, event)
-  publish('job', job_id, event, current[3])
+  publish('job', job_id, event, owner)
   return version
 end
 
 -- Give back what a job reserved on its worker. Guarded by SREM so it happens once.
-local function release(job_key, worker_key, worker_jobs_key, job_id)
+-- `reserved`: the job's cpu_m, memory_mb and gpus, when the caller has read them already.
+local function release(job_key, worker_key, worker_jobs_key, job_id, reserved)
   if redis.call('SREM', worker_jobs_key, job_id) == 0 then return end
-  local r = redis.call('HMGET', job_key, 'cpu_m', 'memory_mb', 'gpus')
-  -- 0 - n, not -n: Redis reads a Lua -0 as the string "-0", which HINCRBY refuses.
-  redis.call('HINCRBY', worker_key, 'res_cpu_m', 0 - tonumber(r[1]))
-  redis.call('HINCRBY', worker_key, 'res_memory_mb', 0 - tonumber(r[2]))
-  redis.call('HINCRBY', worker_key, 'res_gpus', 0 - tonumber(r[3]))
-  redis.call('HINCRBY', worker_key, 'res_slots', -1)
+  local r = reserved or redis.call('HMGET', job_key, 'cpu_m', 'memory_mb', 'gpus')
+  -- One read and one write of the worker's four reservations, not four HINCRBYs.
+  local w = redis.call('HMGET', worker_key, 'res_cpu_m', 'res_memory_mb', 'res_gpus',
+    'res_slots')
+  if w[4] then  -- a worker record already gone has nothing to give back
+    redis.call('HSET', worker_key, 'res_cpu_m', tonumber(w[1]) - tonumber(r[1]),
+      'res_memory_mb', tonumber(w[2]) - tonumber(r[2]), 'res_gpus', tonumber(w[3]) - tonumber(r[3]),
+      'res_slots', tonumber(w[4]) - 1)
+  end
   wake_scheduler()
 end
 
@@ -209,4 +230,93 @@ local function retry_after(job_key, now, reason, base, max_delay)
     clear = REQUEUE_CLEARS,
     retry_at = retry_at,
   }
+end
+
+-- A worker's call about an attempt reads these of the job once: its state, whose attempt
+-- it is, its version, whether the agent ended it, and what it reserved (for release()).
+local ATTEMPT_FIELDS = {'state', 'worker_id', 'attempt', 'version', 'ended_by_agent', 'cpu_m',
+  'memory_mb', 'gpus'}
+
+-- The answer of a worker's call about an attempt that is refused: {status, state, version},
+-- status being not_found, stale or forbidden (an attempt never this worker's), and state ''
+-- where refusal() tells none. nil when the attempt is the worker's current one of a job
+-- that exists: the caller goes on with the job's state. `h`: ATTEMPT_FIELDS as read.
+local function attempt_refused(job_key, events_key, worker_id, attempt, h)
+  if not h[1] then return {'not_found', '', 0} end
+  if h[2] ~= worker_id or h[3] ~= attempt then
+    local why, told = refusal(job_key, events_key, worker_id, attempt, h[1])
+    return {why, told, 0}
+  end
+  return nil
+end
+
+-- start: ASSIGNED -> RUNNING, by the worker the job is assigned to (start.lua, updates.lua).
+local function start_attempt(job_key, events_key, job_id, worker_id, attempt, now)
+  local h = redis.call('HMGET', job_key, unpack(ATTEMPT_FIELDS))
+  local refused = attempt_refused(job_key, events_key, worker_id, attempt, h)
+  if refused then return refused end
+  local state = h[1]
+  if state == 'RUNNING' then return {'duplicate', state, tonumber(h[4])} end
+  if state ~= 'ASSIGNED' then return {'stale', state, 0} end
+  local version = transition(job_key, events_key, job_id, 'ASSIGNED', 'RUNNING', now,
+    {'started_at', now}, {})
+  return {'ok', 'RUNNING', version}
+end
+
+-- result: the attempt ended on its worker (result.lua, updates.lua): ASSIGNED|RUNNING ->
+-- COMPLETED|FAILED|CANCELLED, or back to QUEUED to wait out a backoff when the job failed
+-- by itself and has an automatic retry left; the worker's reservation is released in the
+-- same step. `r` holds exit_code, reason and err ('' for none), metrics (JSON), backoff_s
+-- and backoff_max_s.
+local function end_attempt(job_key, events_key, worker_key, worker_jobs_key, job_id,
+    worker_id, attempt, now, r)
+  local h = redis.call('HMGET', job_key, unpack(ATTEMPT_FIELDS))
+  local refused = attempt_refused(job_key, events_key, worker_id, attempt, h)
+  if refused then return refused end
+  local state = h[1]
+  if state ~= 'ASSIGNED' and state ~= 'RUNNING' then
+    -- A repeat of this very report changes nothing (the job may be waiting to retry by now);
+    -- an attempt the control plane ended (lost worker, deadline) was never this agent's to
+    -- end: it hears 409.
+    if h[5] == '1' then return {'duplicate', state, tonumber(h[4])} end
+    return {'stale', state, 0}
+  end
+  local exit_code, reason = r.exit_code, r.reason
+  local target
+  if reason == 'cancelled' then
+    target = 'CANCELLED'
+  elseif reason ~= '' then
+    target = 'FAILED'
+  elseif exit_code == '0' then
+    target = 'COMPLETED'
+  else
+    target, reason = 'FAILED', 'exit_code'
+  end
+  local set = {'metrics', r.metrics, 'ended_by_agent', '1'}
+  if reason ~= '' then set[#set + 1] = 'reason'; set[#set + 1] = reason end
+  if exit_code ~= '' then set[#set + 1] = 'exit_code'; set[#set + 1] = exit_code end
+  if r.err ~= '' then set[#set + 1] = 'error'; set[#set + 1] = r.err end
+  -- A run that reports an exit while still ASSIGNED (its start call was lost) did run:
+  -- record the start it skipped, so the history keeps to the state table.
+  if state == 'ASSIGNED' and (target == 'COMPLETED' or reason == 'exit_code'
+      or reason == 'oom' or reason == 'timeout') then
+    transition(job_key, events_key, job_id, 'ASSIGNED', 'RUNNING', now, {'started_at', now}, {})
+    state = 'RUNNING'
+  end
+  local retry = target == 'FAILED' and RETRYABLE[reason]
+    and retry_after(job_key, now, reason, r.backoff_s, r.backoff_max_s)
+  local version
+  if retry then
+    for _, v in ipairs(retry.set) do set[#set + 1] = v end
+    target = 'QUEUED'
+    version = transition(job_key, events_key, job_id, state, target, now, set, retry.clear,
+      retry.retry_at)
+  else
+    set[#set + 1] = 'finished_at'
+    set[#set + 1] = now
+    version = transition(job_key, events_key, job_id, state, target, now, set, {})
+  end
+  -- Only once the move is made (transition() may refuse it).
+  release(job_key, worker_key, worker_jobs_key, job_id, {h[6], h[7], h[8]})
+  return {'ok', target, version}
 end
