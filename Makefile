@@ -61,8 +61,12 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# The peers (RQ, Celery) come with the bench extra; wrk loads the API; Docker runs the
+# container benchmarks beside `docker run`.
 bench: venv
-	bash scripts/ensure-deps.sh redis
+	bash scripts/ensure-deps.sh redis docker busybox wrk
+	@$(MAKE) --no-print-directory docker
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	$(BIN)/python -m bench
 
 # Figures printed as a table and written to bench/results/soak.json; exit status 1 when an

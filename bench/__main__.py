@@ -1,5 +1,5 @@
-"""`python -m bench [placement|dispatch|packing|output|reaper|dashboard ...] [--quick]`: run the
-benchmarks, write bench/results/<name>.json, and print a markdown table for the README."""
+"""`python -m bench [NAME ...] [--quick]`: run the benchmarks (every one in BENCHMARKS unless
+named), write bench/results/<name>.json, and print a markdown table for the README."""
 
 import argparse
 import os
@@ -9,10 +9,25 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import dashboard, dispatch, output, packing, placement, reaper
+from bench import (
+    api_load,
+    containers,
+    dashboard,
+    dispatch,
+    output,
+    packing,
+    placement,
+    reaper,
+    throughput,
+    transitions,
+)
 from bench.report import BenchResult, machine_line, markdown_table, write_result
 
 BENCHMARKS: dict[str, Callable[[bool, Path], BenchResult]] = {
+    "throughput": throughput.run,
+    "containers": containers.run,
+    "api_load": api_load.run,
+    "transitions": transitions.run,
     "placement": placement.run,
     "dispatch": dispatch.run,
     "packing": lambda quick, _workdir: packing.run(quick),

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages jobyard needs, only those that are missing.
 # Usage: scripts/ensure-deps.sh [redis] [docker] [busybox] [chromium] [promtool] [debootstrap]
-#        [compose]   (default: all)
+#        [compose] [wrk]   (default: all but wrk)
 # Runs `apt-get update` at most once, and only when something is to be installed;
 # uses sudo when not root. Used by the Makefile (make up, make test) and by .ci/run.
 set -euo pipefail
@@ -23,7 +23,9 @@ for dep in "${want[@]}"; do
         # `make images` (a base image from Debian's packages) and the compose test.
         debootstrap) command -v debootstrap >/dev/null || missing+=(debootstrap) ;;
         compose) command -v docker-compose >/dev/null || missing+=(docker-compose) ;;
-        *) echo "ensure-deps: unknown dependency '$dep' (redis, docker, busybox, chromium, promtool, debootstrap, compose)" >&2; exit 2 ;;
+        # The HTTP load generator of `make bench` (bench/api_load.py).
+        wrk) command -v wrk >/dev/null || missing+=(wrk) ;;
+        *) echo "ensure-deps: unknown dependency '$dep' (redis, docker, busybox, chromium, promtool, debootstrap, compose, wrk)" >&2; exit 2 ;;
     esac
 done
 
