@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bench.dispatch import JOB, cluster
+from bench.dispatch import JOB
 from bench.report import BenchResult, Row
-from bench.servers import redis_server
+from bench.servers import cluster, redis_server
 from bench.stats import median
 from shared.client import ApiClient
 

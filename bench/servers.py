@@ -134,3 +134,34 @@ def cpu_seconds(pid: int) -> float:
             continue
         total += times.user + times.system
     return total
+
+
+@dataclass(frozen=True)
+class Cluster:
+    api_url: str
+    admin: str
+    join: str
+    pids: dict[str, int]  # process name -> pid, for CPU accounting
+
+
+@contextmanager
+def cluster(redis: RedisServer, workdir: Path) -> Iterator[Cluster]:
+    """`jobyard api` and `jobyard scheduler` on loopback, stopped on exit."""
+    plane = control_plane(redis.url)
+    api_url, admin, join, env = plane.api_url, plane.admin, plane.join, plane.env
+    api = JobyardProcess("api", env, workdir / "api.log")
+    scheduler = JobyardProcess("scheduler", env, workdir / "scheduler.log")
+    assert redis.process is not None
+    pids = {
+        "api": api.process.pid,
+        "scheduler": scheduler.process.pid,
+        "redis": redis.process.pid,
+    }
+    try:
+        wait_ready(ApiClient(api_url, admin), api)
+        yield Cluster(api_url, admin, join, pids)
+        api.check_alive()
+        scheduler.check_alive()
+    finally:
+        scheduler.stop()
+        api.stop()

@@ -27,10 +27,9 @@ from typing import Any
 import psutil
 import redis
 
-from bench.dispatch import Cluster, cluster
 from bench.lean_client import LeanClient
 from bench.report import BenchResult, Row
-from bench.servers import redis_server
+from bench.servers import Cluster, cluster, redis_server
 from bench.stats import median, ratio
 from shared.batches import MAX_BATCH
 from shared.states import JobState
@@ -165,12 +164,7 @@ class Peers:
 
         from bench.queue_peers import noop
 
-        connection = redis.Redis.from_url(self.rq_url)
-        connection.flushdb()
-        queue = rq.Queue("bench", connection=connection)
-        command = [str(BIN / "rq"), "worker", "-w", worker_class, "-u", self.rq_url, "-q"]
-        with self._processes([[*command, "bench"]] * WORKERS, "rq"):
-            wait_for(lambda: rq.Worker.count(connection=connection) == WORKERS, "rq workers")
+        with self.rq_workers(worker_class) as queue:
             started = time.perf_counter()
             if bulk:
                 for size in chunks(count, MAX_BATCH):
@@ -180,6 +174,20 @@ class Peers:
                     list(pool.map(lambda _: queue.enqueue(noop), range(count)))
             wait_for(lambda: queue.finished_job_registry.count >= count, "rq")
             return count / (time.perf_counter() - started)
+
+    @contextmanager
+    def rq_workers(self, worker_class: str) -> Iterator[Any]:
+        """WORKERS `rq worker` processes of that class on an empty database, serving the
+        queue it yields once they are all up."""
+        import rq
+
+        connection = redis.Redis.from_url(self.rq_url)
+        connection.flushdb()
+        queue = rq.Queue("bench", connection=connection)
+        command = [str(BIN / "rq"), "worker", "-w", worker_class, "-u", self.rq_url, "-q"]
+        with self._processes([[*command, "bench"]] * WORKERS, "rq"):
+            wait_for(lambda: rq.Worker.count(connection=connection) == WORKERS, "rq workers")
+            yield queue
 
     def celery(self, count: int) -> float:
         """Jobs a second, from the first apply_async to the count of tasks done reaching

@@ -1,7 +1,7 @@
 """The agent's reports of its attempts (a start, a result), sent together when there are
-several: each caller waits for its own answer, as from the per-job call, while whoever
-arrived first sends everything queued meanwhile in one POST /workers/{id}/updates. Alone, a
-report goes through its per-job endpoint, so a quiet agent pays nothing for the batching
+several: each caller waits for its own answer, as from the per-job call, while one of them
+sends what was queued meanwhile in one POST /workers/{id}/updates. Alone, a report goes
+through its per-job endpoint, so a quiet agent pays nothing for the batching
 and a busy one pays one request for many jobs."""
 
 import threading
@@ -33,7 +33,7 @@ class Report:
 class Reporter:
     def __init__(self, client: ApiClient) -> None:
         self.client = client
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()  # a report queued or answered, or a sender gone
         self._queued: list[Report] = []
         self._sending = False
 
@@ -46,32 +46,41 @@ class Reporter:
         return self._send(Report(worker_id, job_id, attempt, body))
 
     def _send(self, report: Report) -> Any:
-        with self._lock:
+        """Wait for the answer; while no one else sends, send what is queued. A sender stops
+        once its own report is answered (its attempt must not wait on others'), and a
+        waiting caller takes over."""
+        with self._changed:
             self._queued.append(report)
-            leading, self._sending = not self._sending, True
+            while not report.answer.done() and self._sending:
+                self._changed.wait()
+            leading = not report.answer.done()
+            self._sending = self._sending or leading
         if leading:
-            self._send_queued()
+            try:
+                while not report.answer.done():
+                    self._send_batch()
+            finally:
+                with self._changed:
+                    self._sending = False
+                    self._changed.notify_all()
         return report.answer.result()
 
-    def _send_queued(self) -> None:
-        """Send until nothing is queued; reports that arrive meanwhile go in the next call."""
-        while True:
-            with self._lock:
-                if not self._queued:
-                    self._sending = False
-                    return
-                worker_id = self._queued[0].worker_id
-                # One worker's reports per call (a re-registered agent may still hold an
-                # older worker's), in the order they came.
-                batch = [r for r in self._queued if r.worker_id == worker_id][:MAX_BATCH]
-                taken = set(batch)
-                self._queued = [r for r in self._queued if r not in taken]
-            try:
-                self._deliver(worker_id, batch)
-            except Exception as exc:  # every caller hears of it, and may retry its own
-                for report in batch:
-                    if not report.answer.done():
-                        report.answer.set_exception(_copy(exc))
+    def _send_batch(self) -> None:
+        """One call: the first queued report's worker's reports (a re-registered agent may
+        still hold an older worker's), in the order they came."""
+        with self._changed:
+            worker_id = self._queued[0].worker_id
+            batch = [r for r in self._queued if r.worker_id == worker_id][:MAX_BATCH]
+            taken = set(batch)
+            self._queued = [r for r in self._queued if r not in taken]
+        try:
+            self._deliver(worker_id, batch)
+        except Exception as exc:  # every caller hears of it, and may retry its own
+            for report in batch:
+                if not report.answer.done():
+                    report.answer.set_exception(_copy(exc))
+        with self._changed:
+            self._changed.notify_all()
 
     def _deliver(self, worker_id: str, batch: list[Report]) -> None:
         if len(batch) == 1:

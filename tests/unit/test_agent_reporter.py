@@ -22,9 +22,11 @@ class HeldApi(FakeApi):
         super().__init__()
         self.release = threading.Event()
         self.first_call_out = threading.Event()
+        self.senders: list[tuple[str, str]] = []  # (call, the thread that made it)
         self._held = False
 
     def _enter(self, name: str, *args: Any) -> None:
+        self.senders.append((name, threading.current_thread().name))
         if not self._held:
             self._held = True
             self.first_call_out.set()
@@ -109,6 +111,21 @@ def test_each_call_carries_one_workers_reports() -> None:
     assert [args for _, args in api.calls_of("start")] == [
         ("j0", 1), ("j1", 1), ("j3", 1), ("j2", 1),
     ]  # fmt: skip
+
+
+def test_a_sender_sends_no_more_once_its_own_report_is_answered() -> None:
+    api = HeldApi()
+    reporter = Reporter(api)  # type: ignore[arg-type]
+    queued_behind_a_held_call(api, reporter, [
+        lambda: reporter.start("w-1", "j0", 1),
+        lambda: reporter.start("w-1", "j1", 1),
+        lambda: reporter.start("w-1", "j2", 1),
+    ])  # fmt: skip
+
+    # The first caller sent its own report; one of those waiting sent the other two.
+    (first, first_sender), (batch, batch_sender) = api.senders[:2]
+    assert (first, batch) == ("start", "updates")
+    assert first_sender != batch_sender
 
 
 @pytest.mark.parametrize("body", [None, {"exit_code": 3}])
