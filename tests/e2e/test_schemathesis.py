@@ -71,7 +71,7 @@ def api(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cl
 
 
 def pause(delay_s: float) -> bool:
-    time.sleep(delay_s)
+    time.sleep(delay_s)  # the Retry-After the API asked for: a pace, not a wait for a state
     return False  # never gives up: the run's own timeout bounds it
 
 
