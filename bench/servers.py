@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,20 +119,33 @@ def wait_ready(client: ApiClient, process: JobyardProcess, timeout_s: float = 30
             time.sleep(0.1)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU time of a process and all its children so far (0 if gone)."""
+def family(pid: int) -> list[psutil.Process]:
+    """A process and all its children (gunicorn's workers), or none if it is gone."""
     try:
         process = psutil.Process(pid)
-        family = [process, *process.children(recursive=True)]
+        return [process, *process.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0.0
+        return []
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process and all its children so far (0 if gone)."""
+    return _summed(pid, lambda p: sum(p.cpu_times()[:2]))  # user and system
+
+
+def rss_bytes(pid: int) -> float:
+    """Resident memory of a process and all its children now (0 if gone)."""
+    return _summed(pid, lambda p: float(p.memory_info().rss))
+
+
+def _summed(pid: int, measure: Callable[[psutil.Process], float]) -> float:
+    """`measure` summed over the family; a member that ended since it was listed counts 0."""
     total = 0.0
-    for member in family:
+    for member in family(pid):
         try:
-            times = member.cpu_times()
+            total += measure(member)
         except psutil.NoSuchProcess:
             continue
-        total += times.user + times.system
     return total
 
 

@@ -24,12 +24,11 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import psutil
 import redis
 
 from bench.lean_client import LeanClient
 from bench.report import BenchResult, Row
-from bench.servers import Cluster, cluster, redis_server
+from bench.servers import Cluster, cluster, redis_server, rss_bytes
 from bench.stats import median, ratio
 from shared.batches import MAX_BATCH
 from shared.states import JobState
@@ -260,12 +259,9 @@ def used_memory(redis_url: str) -> int:
 
 def rss_mb(jobyard: Cluster) -> dict[str, float]:
     """Resident memory of the api (gunicorn and its workers) and of the scheduler."""
-    sizes = {}
-    for name in ("api", "scheduler"):
-        process = psutil.Process(jobyard.pids[name])
-        family = [process, *process.children(recursive=True)]
-        sizes[f"{name}_rss_mb"] = sum(p.memory_info().rss for p in family) / 2**20
-    return sizes
+    return {
+        f"{name}_rss_mb": rss_bytes(jobyard.pids[name]) / 2**20 for name in ("api", "scheduler")
+    }
 
 
 def rows(f: dict[str, Any]) -> list[Row]:
