@@ -205,6 +205,10 @@ class Agent:
             self._cancel_all(stale=True)
             # The old jobs must be gone before the new worker offers their capacity again.
             self._wait_idle(self.config.kill_grace_s + 15.0, forced=True)
+            if self._stop_requested:
+                # Leaving: a poll or heartbeat refused while draining (or once deregistered)
+                # must not bring back a worker nobody would serve.
+                return
             self.client.token = self._join_token
             try:
                 self._register()
