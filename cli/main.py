@@ -1,21 +1,46 @@
 """The `jobyard` command group: every subcommand, and one place that turns a bad JOBYARD_*
 value into a one-line message and exit status 2."""
 
+import importlib
 from typing import Any
 
 import click
 
-from cli.completion import completion
-from cli.follow import logs
-from cli.jobs import cancel, delete, jobs_command, retry, status, submit
-from cli.services import api, scheduler, worker
-from cli.tokens import tokens
-from cli.up import up
-from cli.workers import workers
 from shared.config import ConfigError
+
+# Each command's module, imported only when that command runs (or help lists them all):
+# `jobyard status` need not load what `jobyard up` does.
+COMMANDS = {
+    "up": "cli.up:up",
+    "api": "cli.services:api",
+    "scheduler": "cli.services:scheduler",
+    "worker": "cli.services:worker",
+    "submit": "cli.jobs:submit",
+    "status": "cli.jobs:status",
+    "logs": "cli.follow:logs",
+    "cancel": "cli.jobs:cancel",
+    "retry": "cli.jobs:retry",
+    "delete": "cli.jobs:delete",
+    "jobs": "cli.jobs:jobs_command",
+    "workers": "cli.workers:workers",
+    "tokens": "cli.tokens:tokens",
+    "completion": "cli.completion:completion",
+}
 
 
 class JobyardGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        where = COMMANDS.get(cmd_name)
+        if where is None:
+            return None
+        module, _, name = where.partition(":")
+        command = getattr(importlib.import_module(module), name)
+        assert isinstance(command, click.Command), where
+        return command
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -32,14 +57,6 @@ def main() -> None:
     `jobyard up` runs everything on this machine; the client commands then find the API and
     a token in ./.jobyard/credentials (or JOBYARD_API_URL and JOBYARD_TOKEN).
     """
-
-
-COMMANDS = (
-    up, api, scheduler, worker, submit, status, logs, cancel, retry, delete, jobs_command,
-    workers, tokens, completion,
-)
-for command in COMMANDS:
-    main.add_command(command)
 
 
 if __name__ == "__main__":

@@ -5,11 +5,12 @@ JSON error body, so callers branch on `exc.status` (409 stale attempt, 410 lost,
 `is_transient` is the one rule for which errors are worth retrying unchanged.
 """
 
+import json as jsonlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import requests
+from shared.transport import TRANSPORT_ERRORS, Connections, Response
 
 
 class ApiError(Exception):
@@ -66,11 +67,11 @@ class ApiClient:
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.timeout_s = timeout_s
-        self._session = requests.Session()
+        self.connections = Connections(self.base_url)
 
     def close(self) -> None:
         """Close the kept-alive connections (a gunicorn stopping gracefully waits for them)."""
-        self._session.close()
+        self.connections.close()
 
     def request(
         self,
@@ -83,27 +84,27 @@ class ApiClient:
         timeout_s: float | None = None,
     ) -> Any:
         """Send one request; returns the decoded JSON body, or None for 204."""
-        all_headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        all_headers = self.auth_headers()
+        body = None
+        if json is not None:
+            body = jsonlib.dumps(json).encode()
+            all_headers["Content-Type"] = "application/json"
         all_headers.update(headers or {})
+        target = self.connections.url(path, params)
         try:
-            response = self._session.request(
-                method,
-                self.base_url + path,
-                json=json,
-                params=params,
-                headers=all_headers,
-                timeout=timeout_s or self.timeout_s,
+            response = self.connections.exchange(
+                method, target, body, all_headers, timeout_s or self.timeout_s
             )
-        except requests.RequestException as exc:
-            raise ApiUnreachable(str(exc)) from exc
+        except TRANSPORT_ERRORS as exc:
+            raise ApiUnreachable(f"{method} {self.base_url}{path}: {exc!r}") from exc
         if not response.ok:
             raise _error_of(response)
-        if response.status_code == 204:
+        if response.status == 204:
             return None
-        try:
-            return response.json()
-        except ValueError:
-            return None
+        return _json_of(response)
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     # Users
 
@@ -182,7 +183,6 @@ class ApiClient:
             "POST", f"/api/v1/jobs/{job_id}/attempts/{attempt}/result", json=dict(body)
         )
 
-
     def updates(self, worker_id: str, items: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Many starts (`{"id", "attempt", "start": true}`) and results (`{"id", "attempt",
         "result": {...}}`) in one call; the answers, in order, each with its own `status`."""
@@ -215,32 +215,24 @@ def stream_events(
     """Open one text/event-stream of the API, then iterate its events until the server ends
     it. An error answer raises ApiError here; a connection that fails, here or while
     iterating, raises ApiUnreachable, so the caller can reconnect with the last id it got."""
-    headers = {"Accept": "text/event-stream"}
-    if client.token:
-        headers["Authorization"] = f"Bearer {client.token}"
+    headers = {"Accept": "text/event-stream", **client.auth_headers()}
     if last_event_id:
         headers["Last-Event-ID"] = last_event_id
+    target = client.connections.url(path)
     try:
-        response = client._session.get(
-            client.base_url + path,
-            headers=headers,
-            stream=True,
-            timeout=(client.timeout_s, read_timeout_s),
-        )
-    except requests.RequestException as exc:
-        raise ApiUnreachable(str(exc)) from exc
-    if not response.ok:
-        with response:
-            raise _error_of(response)
-    return _events_of(response)
+        head, chunks = client.connections.stream(target, headers, client.timeout_s, read_timeout_s)
+    except TRANSPORT_ERRORS as exc:
+        raise ApiUnreachable(f"GET {client.base_url}{path}: {exc!r}") from exc
+    if not head.ok:
+        raise _error_of(head)
+    return _events_of(chunks)
 
 
-def _events_of(response: requests.Response) -> Iterator[ServerEvent]:
-    with response:
-        try:
-            yield from parse_events(lines_of(response.iter_content(chunk_size=None)))
-        except requests.RequestException as exc:
-            raise ApiUnreachable(str(exc)) from exc
+def _events_of(chunks: Iterator[bytes]) -> Iterator[ServerEvent]:
+    try:
+        yield from parse_events(lines_of(chunks))
+    except TRANSPORT_ERRORS as exc:
+        raise ApiUnreachable(f"the event stream broke: {exc!r}") from exc
 
 
 def parse_events(lines: Iterable[str], last_id: str | None = None) -> Iterator[ServerEvent]:
@@ -278,19 +270,23 @@ def lines_of(chunks: Iterable[bytes]) -> Iterator[str]:
         pending += chunk[start:]
 
 
-def _error_of(response: requests.Response) -> ApiError:
-    """The ApiError of a non-2xx answer, from its JSON error body when it has one."""
+def _json_of(response: Response) -> Any:
     try:
-        body = response.json()
+        return jsonlib.loads(response.body)
     except ValueError:
-        body = None
+        return None
+
+
+def _error_of(response: Response) -> ApiError:
+    """The ApiError of a non-2xx answer, from its JSON error body when it has one."""
+    body = _json_of(response)
     error = body.get("error", {}) if isinstance(body, dict) else {}
     return ApiError(
-        response.status_code,
+        response.status,
         error.get("code", "http_error"),
         error.get("message", response.text[:200]),
         error.get("details"),
-        _retry_after_s(response.headers.get("Retry-After")),
+        _retry_after_s(response.headers.get("retry-after")),
     )
 
 
