@@ -95,7 +95,7 @@ def batch_run(c: Cluster, redis_url: str, count: int) -> float:
 
 def startup() -> float:
     """What the command pays before its first request: Python, and the modules it imports."""
-    return timed_run([sys.executable, "-c", "import cli.main, cli.follow, shared.client"])
+    return timed_run([sys.executable, "-c", "import cli.main, cli.jobs, shared.client"])
 
 
 def parallel_docker(count: int) -> float:

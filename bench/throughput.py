@@ -28,7 +28,7 @@ import redis
 
 from bench.lean_client import LeanClient
 from bench.report import BenchResult, Row
-from bench.servers import Cluster, cluster, redis_server, rss_bytes
+from bench.servers import Cluster, JobyardProcess, cluster, redis_server, rss_bytes
 from bench.stats import median, ratio
 from shared.batches import MAX_BATCH
 from shared.states import JobState
@@ -49,10 +49,16 @@ class Sizes:
     per_job_jobs: int  # per run: jobyard per-job, RQ enqueue one at a time
     forking_jobs: int  # per run: RQ's forking Worker, a fork per job
     runs: int
+    stored: int  # finished jobs stored when memory is measured (the rounds', then more)
+    agent_jobs: int  # run by a real agent (process executor) before its memory is read
 
 
-FULL = Sizes(jobs=20_000, per_job_jobs=5_000, forking_jobs=1_000, runs=3)
-QUICK = replace(FULL, jobs=2_000, per_job_jobs=500, forking_jobs=200, runs=1)
+FULL = Sizes(
+    jobs=20_000, per_job_jobs=5_000, forking_jobs=1_000, runs=3, stored=100_000, agent_jobs=500
+)
+QUICK = replace(
+    FULL, jobs=2_000, per_job_jobs=500, forking_jobs=200, runs=1, stored=5_000, agent_jobs=50
+)
 
 
 def run(quick: bool, workdir: Path) -> BenchResult:
@@ -79,7 +85,12 @@ def run(quick: bool, workdir: Path) -> BenchResult:
             rates["rq_enqueue"].append(
                 peers.rq("rq.worker.SimpleWorker", sizes.per_job_jobs, bulk=False)
             )
+        if (more := sizes.stored - finished(server.url)) > 0:
+            progress(f"throughput: {more:,} more jobs, to {sizes.stored:,} stored")
+            jobyard_run(jobyard, server.url, "batch", more, workdir)
+        agent_rss = real_agent_rss(jobyard, server.url, sizes.agent_jobs, workdir)
         memory |= rss_mb(jobyard) | {"finished_jobs": finished(server.url)}
+        memory |= {"agent_rss_mb": agent_rss / 2**20, "agent_jobs": sizes.agent_jobs}
     figures: dict[str, Any] = {f"{name}_per_s": median(r) for name, r in rates.items()}
     figures |= {"runs": rates, "memory": memory}
     result = BenchResult(name="throughput", sizes=asdict(sizes), figures=figures)
@@ -141,6 +152,28 @@ def worker_processes(jobyard: Cluster, mode: str, workdir: Path) -> Iterator[Non
             process.terminate()
         for process in processes:
             process.wait(timeout=30)
+
+
+def real_agent_rss(jobyard: Cluster, redis_url: str, count: int, workdir: Path) -> float:
+    """A real `jobyard worker` (process executor, its default 4 slots): its resident memory
+    once it has run `count` jobs of `true`, read while it still serves."""
+    env = {
+        "JOBYARD_API_URL": jobyard.api_url,
+        "JOBYARD_WORKER_JOIN_TOKEN": jobyard.join,
+        "JOBYARD_EXECUTOR": "process",
+        "JOBYARD_AGENT_STATE_DIR": str(workdir / "agent"),
+    }
+    agent = JobyardProcess("worker", env, workdir / "agent.log")
+    try:
+        client = LeanClient(jobyard.api_url, jobyard.admin, timeout_s=60)
+        done_before = finished(redis_url)
+        for size in chunks(count, MAX_BATCH):
+            client.call("POST", "/api/v1/jobs/batch", {"jobs": [JOB] * size})
+        wait_for(lambda: finished(redis_url) - done_before >= count, "the real agent")
+        agent.check_alive()
+        return rss_bytes(agent.process.pid)
+    finally:
+        agent.stop()
 
 
 def finished(redis_url: str) -> int:
@@ -283,6 +316,8 @@ def rows(f: dict[str, Any]) -> list[Row]:
             f"{ratio(f['jobyard_per_job_per_s'], f['rq_enqueue_per_s']):.2f}x"),
         Row("memory", f"with {memory['finished_jobs']:,} finished jobs: api / scheduler RSS",
             f"{memory['api_rss_mb']:.0f} / {memory['scheduler_rss_mb']:.0f} MB", "reported"),
+        Row("memory", f"a real agent's RSS after {memory['agent_jobs']:,} jobs (4 slots)",
+            f"{memory['agent_rss_mb']:.0f} MB", "reported"),
         Row("memory", "Redis bytes per finished job",
             f"{memory['redis_bytes_per_finished_job']:.0f} B", "reported"),
     ]  # fmt: skip
