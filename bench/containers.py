@@ -28,6 +28,9 @@ from bench.throughput import finished
 JOBYARD = str(Path(sys.executable).parent / "jobyard")
 SLOTS = 4  # the agent's default JOBYARD_MAX_PARALLEL_JOBS
 DOCKER_RUN = ["docker", "run", "--rm", "--network", "none", IMAGE, "true"]
+# (c)'s jobs: small enough that all SLOTS fit on a worker of one core, as the 4 parallel
+# `docker run` do. (With RESOURCES' whole core each, a 2-core worker ran only 2 at a time.)
+SLOT_RESOURCES = {**RESOURCES, "cpu": 1 / SLOTS}
 TARGET_FOLLOW, TARGET_SERVER, TARGET_SLOTS = 1.3, 1.1, 0.9
 
 
@@ -86,7 +89,7 @@ def batch_run(c: Cluster, redis_url: str, count: int) -> float:
     off Redis's state index, so that watching costs the API nothing)."""
     done_before = finished(redis_url)
     started = time.perf_counter()
-    spec = {"image": IMAGE, "command": ["true"], "resources": RESOURCES}
+    spec = {"image": IMAGE, "command": ["true"], "resources": SLOT_RESOURCES}
     c.client.submit_batch([spec] * count)
     while finished(redis_url) - done_before < count:
         time.sleep(0.01)
