@@ -46,13 +46,10 @@ local function skip_reason(w, need)
   return nil
 end
 
--- Commands take their arguments through Lua's stack, which holds a few thousand at most.
-local function call_in_slices(command, key, values)
-  for first = 1, #values, 1000 do
-    redis.call(command, key, unpack(values, first, math.min(first + 999, #values)))
-  end
-end
-
+-- Each job is checked QUEUED before it moves and moves once, so no transition can fail
+-- half way: what they share is written at the end, a command per key, not per job. (One
+-- placement writes as every other script does, which a test compares a batch against.)
+if n > 1 then defer_shared_writes() end
 local results = {}
 for i = 0, n - 1 do
   local k_job, k_events = KEYS[COMMON + 2 + 2 * i], KEYS[COMMON + 3 + 2 * i]
@@ -88,4 +85,5 @@ for _, w in pairs(workers) do
     call_in_slices('RPUSH', w.inbox_key, w.assigned)
   end
 end
+flush_shared_writes()
 return results

@@ -14,11 +14,57 @@ end
 -- The owner's per-state counters: every script that puts a job in a state or takes it out
 -- (transition, submit, delete) counts through here. (Every owner's count of a state is its
 -- index's ZCARD.)
-local function count(owner, state, delta)
-  local field = owner .. '\t' .. state
+local function count_now(field, delta)
   -- A field at 0 goes, so the hash names only owners that have jobs.
   if redis.call('HINCRBY', K_OWNER_COUNTS, field, delta) == 0 then
     redis.call('HDEL', K_OWNER_COUNTS, field)
+  end
+end
+
+-- A script that moves many jobs at once (assign.lua) gathers the writes its transitions
+-- share (the state indexes, the queue, the clocks, the per-owner counts, the histograms)
+-- and makes them at its end, one command per key: defer_shared_writes() first, then
+-- flush_shared_writes(). Only for a script that moves each job once and whose transitions
+-- cannot fail once it has begun writing: Redis keeps what a script wrote before an error,
+-- and the deferred writes would be missing.
+local deferred = nil
+
+local function defer_shared_writes()
+  deferred = {zrem = {}, zadd = {}, counts = {}, buckets = {}, sums = {}}
+end
+
+local function append(lists, key, ...)
+  local list = lists[key]
+  if not list then list = {} lists[key] = list end
+  for _, value in ipairs({...}) do list[#list + 1] = value end
+end
+
+local function zrem(key, member)
+  if deferred then append(deferred.zrem, key, member) else redis.call('ZREM', key, member) end
+end
+
+local function zadd(key, score, member)
+  if deferred then
+    append(deferred.zadd, key, score, member)
+  else
+    redis.call('ZADD', key, score, member)
+  end
+end
+
+local function count(owner, state, delta)
+  local field = owner .. '\t' .. state
+  if deferred then
+    deferred.counts[field] = (deferred.counts[field] or 0) + delta
+  else
+    count_now(field, delta)
+  end
+end
+
+-- Commands take their arguments through Lua's stack, which holds a few thousand at most
+-- (an even slice: ZADD's score and member stay together).
+local function call_in_slices(command, key, values)
+  for first = 1, #values, 1000 do
+    redis.call(command, key, unpack(values, first, math.min(first + 999, #values)))
   end
 end
 
@@ -30,8 +76,30 @@ local function observe(series, seconds)
   for i, bound in ipairs(LATENCY_BUCKETS) do
     if seconds <= bound then bucket = i break end
   end
-  redis.call('HINCRBY', K_METRICS, series .. '\t' .. bucket, 1)
+  local field = series .. '\t' .. bucket
+  if deferred then
+    deferred.buckets[field] = (deferred.buckets[field] or 0) + 1
+    deferred.sums[series] = (deferred.sums[series] or 0) + seconds
+    return
+  end
+  redis.call('HINCRBY', K_METRICS, field, 1)
   redis.call('HINCRBYFLOAT', K_METRICS, series .. '\tsum', seconds)
+end
+
+-- The writes defer_shared_writes() gathered, removals before additions.
+local function flush_shared_writes()
+  local gathered = deferred
+  if not gathered then return end
+  deferred = nil
+  for key, members in pairs(gathered.zrem) do call_in_slices('ZREM', key, members) end
+  for key, pairs_ in pairs(gathered.zadd) do call_in_slices('ZADD', key, pairs_) end
+  for field, delta in pairs(gathered.counts) do
+    if delta ~= 0 then count_now(field, delta) end
+  end
+  for field, n in pairs(gathered.buckets) do redis.call('HINCRBY', K_METRICS, field, n) end
+  for series, sum in pairs(gathered.sums) do
+    redis.call('HINCRBYFLOAT', K_METRICS, series .. '\tsum', sum)
+  end
 end
 
 -- Once per script at most: the scheduler sees nothing of it before the script ends anyway.
@@ -122,35 +190,35 @@ local function transition(job_key, events_key, job_id, from, to, now, set, clear
   if from == 'QUEUED' then
     -- A queued job waits in the queue, or (with retry_at) in K_RETRIES; with a queue
     -- timeout it has a deadline too.
-    if h[12] then redis.call('ZREM', K_RETRIES, job_id) else redis.call('ZREM', K_QUEUE, job_id) end
-    if h[13] and h[13] ~= '' then redis.call('ZREM', K_DEADLINES, job_id) end
+    if h[12] then zrem(K_RETRIES, job_id) else zrem(K_QUEUE, job_id) end
+    if h[13] and h[13] ~= '' then zrem(K_DEADLINES, job_id) end
   elseif to == 'QUEUED' and retry_at then
-    redis.call('ZADD', K_RETRIES, retry_at, job_id)
+    zadd(K_RETRIES, retry_at, job_id)
   elseif to == 'QUEUED' then
     enqueue(job_key, job_id, now)
   end
-  if TERMINAL[from] then redis.call('ZREM', K_FINISHED, job_id) end
+  if TERMINAL[from] then zrem(K_FINISHED, job_id) end
   if TERMINAL[to] then
-    redis.call('ZADD', K_FINISHED, now, job_id)
+    zadd(K_FINISHED, now, job_id)
     redis.call('HINCRBY', K_FINISHED_TOTALS, to, 1)
     -- Wakes the job's followers (shared/store/streams.py) now, not at their next read.
     local ended = job_key .. JOB_ENDED_SUFFIX
     redis.call('XADD', ended, '*', 'state', to)
     redis.call('PEXPIRE', ended, JOB_ENDED_TTL_MS)
   end
-  redis.call('ZREM', STATE_INDEX[from], job_id)
-  redis.call('ZADD', STATE_INDEX[to], seq, job_id)
+  zrem(STATE_INDEX[from], job_id)
+  zadd(STATE_INDEX[to], seq, job_id)
   count(owner, from, -1)
   count(owner, to, 1)
   if #clear > 0 then redis.call('HDEL', job_key, unpack(clear)) end
   local version = tonumber(h[4]) + 1
   redis.call('HSET', job_key, 'state', to, 'updated_at', now, 'version', version, unpack(set))
   -- The reaper's clocks: when an assignment began, when a run with a timeout must end.
-  if from == 'ASSIGNED' then redis.call('ZREM', K_ASSIGNED_AT, job_id) end
-  if from == 'RUNNING' then redis.call('ZREM', K_RUN_DEADLINES, job_id) end
-  if to == 'ASSIGNED' then redis.call('ZADD', K_ASSIGNED_AT, after.assigned_at or now, job_id) end
+  if from == 'ASSIGNED' then zrem(K_ASSIGNED_AT, job_id) end
+  if from == 'RUNNING' then zrem(K_RUN_DEADLINES, job_id) end
+  if to == 'ASSIGNED' then zadd(K_ASSIGNED_AT, after.assigned_at or now, job_id) end
   if to == 'RUNNING' and after.timeout_s and after.timeout_s ~= '' then
-    redis.call('ZADD', K_RUN_DEADLINES,
+    zadd(K_RUN_DEADLINES,
       tonumber(after.started_at or now) + tonumber(after.timeout_s), job_id)
   end
   -- Placement (queued to assigned), dispatch (assigned to started), a run by its outcome.
