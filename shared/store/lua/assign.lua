@@ -50,19 +50,20 @@ end
 -- half way: what they share is written at the end, a command per key, not per job. (One
 -- placement writes as every other script does, which a test compares a batch against.)
 if n > 1 then defer_shared_writes() end
+local JOB_FIELDS = transition_fields('cpu_m', 'memory_mb', 'gpus')
 local results = {}
 for i = 0, n - 1 do
   local k_job, k_events = KEYS[COMMON + 2 + 2 * i], KEYS[COMMON + 3 + 2 * i]
   local job_id = ARGV[5 + 2 * i]
-  local j = redis.call('HMGET', k_job, 'state', 'cpu_m', 'memory_mb', 'gpus', 'retry_at',
-    'attempt')
+  -- A transition's fields (state 1, attempt 5, retry_at 12), then the job's request.
+  local j = read_job(k_job, JOB_FIELDS)
   if j[1] ~= 'QUEUED' then
     results[#results + 1] = 'job not queued'
-  elseif j[5] then
+  elseif j[12] then
     results[#results + 1] = 'job waiting to retry'
   else
     local w = worker_state(tonumber(ARGV[6 + 2 * i]))
-    local need = {tonumber(j[2]), tonumber(j[3]), tonumber(j[4]), 1}
+    local need = {tonumber(j[14]), tonumber(j[15]), tonumber(j[16]), 1}
     local skipped = skip_reason(w, need)
     if skipped then
       results[#results + 1] = skipped
@@ -70,8 +71,8 @@ for i = 0, n - 1 do
       for r = 1, 4 do w.res[r] = w.res[r] + need[r] end
       w.assigned[#w.assigned + 1] = job_id
       transition(k_job, k_events, job_id, 'QUEUED', 'ASSIGNED', now,
-        {'attempt', (tonumber(j[6]) or 0) + 1, 'worker_id', w.id, 'assigned_at', now},
-        NEW_ATTEMPT_CLEARS)
+        {'attempt', (tonumber(j[5]) or 0) + 1, 'worker_id', w.id, 'assigned_at', now},
+        NEW_ATTEMPT_CLEARS, nil, nil, j)
       results[#results + 1] = 1
     end
   end

@@ -161,6 +161,22 @@ local function enqueue(job_key, job_id, now)
   end
 end
 
+-- The fields a transition reads, in their order; transition_fields(...) adds the caller's
+-- (from index 14 on): a script that must look at a job before it moves it reads it once.
+local TRANSITION_FIELDS = {'state', 'seq', 'owner', 'version', 'attempt', 'worker_id',
+  'reason', 'assigned_at', 'started_at', 'timeout_s', 'queued_at', 'retry_at',
+  'queue_timeout_s'}
+local function transition_fields(...)
+  local fields = {unpack(TRANSITION_FIELDS)}
+  for _, field in ipairs({...}) do fields[#fields + 1] = field end
+  return fields
+end
+
+-- `fields`: TRANSITION_FIELDS, or a list from transition_fields made once per script.
+local function read_job(job_key, fields)
+  return redis.call('HMGET', job_key, unpack(fields or TRANSITION_FIELDS))
+end
+
 -- Move a job from `from` to `to`: indexes (the queue, its deadlines, the retry backoffs,
 -- the clocks of ASSIGNED and RUNNING and the finished set included), counters, version,
 -- history and the global feed, all in the caller's atomic script. `set` is a flat list of
@@ -171,12 +187,11 @@ end
 -- so callers make their other writes after it. `actor` names the person who asked for the
 -- move (a cancel, a retry); nil for the system's and the workers' moves.
 local function transition(job_key, events_key, job_id, from, to, now, set, clear, retry_at,
-    actor)
-  -- One read of everything the move needs; what it then writes is applied to `after`, the
-  -- job as it will be, for the clocks, the metrics and the event.
-  local h = redis.call('HMGET', job_key, 'state', 'seq', 'owner', 'version', 'attempt',
-    'worker_id', 'reason', 'assigned_at', 'started_at', 'timeout_s', 'queued_at', 'retry_at',
-    'queue_timeout_s')
+    actor, read)
+  -- One read of everything the move needs (or the caller's, `read`, from read_job); what it
+  -- then writes is applied to `after`, the job as it will be, for the clocks, the metrics
+  -- and the event.
+  local h = read or read_job(job_key)
   if h[1] ~= from or not (TRANSITIONS[from] or {})[to] then
     error({err = 'illegal transition: job ' .. job_id .. ' is ' .. tostring(h[1])
       .. ', asked to go ' .. tostring(from) .. ' -> ' .. tostring(to)})
