@@ -103,16 +103,11 @@ class DockerExecutor:
         return None
 
     def _create(self, job: JobRun) -> Container:
-        # Docker's default seccomp profile applies as long as no security_opt turns it off.
-        return self.client.containers.create(
-            job.image,
-            job.command,
-            environment=dict(job.env),
-            labels={
-                LABEL_JOB: job.job_id,
-                LABEL_ATTEMPT: str(job.attempt),
-                LABEL_WORKER: job.worker_id,
-            },
+        """The job's container, created but not started. Through the SDK's low-level calls:
+        its `containers.create` inspects the new container at once, a call we do not need.
+        Docker's default seccomp profile applies as long as no security_opt turns it off."""
+        api = self.client.api
+        host_config = api.create_host_config(
             mem_limit=job.memory_mb * MIB,
             memswap_limit=job.memory_mb * MIB,  # equal: no swap beyond the limit
             nano_cpus=round(job.cpu * 1e9),
@@ -125,11 +120,23 @@ class DockerExecutor:
             # container's memory limit, and the size bounds it to that limit as well.
             tmpfs={"/tmp": f"rw,nosuid,nodev,size={job.memory_mb}m,mode=1777"},
             device_requests=device_requests(job.gpus),
+        )
+        created = api.create_container(
+            job.image,
+            job.command,
+            environment=dict(job.env),
+            labels={
+                LABEL_JOB: job.job_id,
+                LABEL_ATTEMPT: str(job.attempt),
+                LABEL_WORKER: job.worker_id,
+            },
             user=self.config.container_user or None,
             detach=True,
             tty=False,
             stdin_open=False,
+            host_config=host_config,
         )
+        return self.client.containers.prepare_model({"Id": created["Id"]})
 
     def _run_container(
         self,
