@@ -13,11 +13,13 @@ import socket
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 # What a failed exchange raises: the connection is then closed, never reused.
 TRANSPORT_ERRORS = (OSError, http.client.HTTPException)
 STREAM_CHUNK_BYTES = 64 * 1024
+# What a path keeps unencoded: RFC 3986's sub-delimiters, ':' and '@', and '%' itself.
+PATH_SAFE = "/!$&'()*+,;=:@%~"
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,10 @@ class Connections:
         """The request target: the prefix, the path and the query (None values left out,
         a list as repeated keys)."""
         query = {key: value for key, value in (params or {}).items() if value is not None}
-        return self._prefix + path + (f"?{urlencode(query, doseq=True)}" if query else "")
+        # An id with non-ASCII characters goes as UTF-8, percent-encoded, as requests sends
+        # it (http.client sends only ASCII); what is encoded already stays as it is.
+        target = quote(self._prefix + path, safe=PATH_SAFE)
+        return target + (f"?{urlencode(query, doseq=True)}" if query else "")
 
     def exchange(
         self,

@@ -140,6 +140,13 @@ def test_a_stream_yields_its_events_as_they_come(server: Server) -> None:
     ]
 
 
+def test_a_path_with_non_ascii_characters_goes_percent_encoded(server: Server) -> None:
+    client = ApiClient(url(server), "t")
+    assert client.request("GET", "/api/v1/workers/wõrker 1/x%41") == {
+        "path": "/api/v1/workers/w%C3%B5rker%201/x%41"
+    }
+
+
 def test_a_path_prefix_and_a_bad_url() -> None:
     assert Connections("http://h:1/under/").url("/api/v1/jobs") == "/under/api/v1/jobs"
     with pytest.raises(ValueError):
