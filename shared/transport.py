@@ -18,8 +18,9 @@ from urllib.parse import quote, urlencode, urlsplit
 # What a failed exchange raises: the connection is then closed, never reused.
 TRANSPORT_ERRORS = (OSError, http.client.HTTPException)
 STREAM_CHUNK_BYTES = 64 * 1024
-# What a path keeps unencoded: RFC 3986's sub-delimiters, ':' and '@', and '%' itself.
-PATH_SAFE = "/!$&'()*+,;=:@%~"
+# What a request target keeps unencoded, as requests' requote_uri does: the delimiters
+# (a caller's own query string included) and '%', so what is encoded already stays.
+PATH_SAFE = "!#$%&'()*+,/:;=?@[]~"
 
 
 @dataclass(frozen=True)

@@ -87,11 +87,13 @@ def targets(cluster: Cluster, caller: str) -> dict[str, Any]:
     calls with: the admin's, a new user's (whose jobs these are) or the worker's."""
     # The workers of an earlier run (and those schemathesis registered) take no more jobs,
     # and the jobs it submitted are cancelled: this run's job must go to this run's worker.
-    for earlier in cluster.client.workers()["workers"]:
+    # Paced by the rate limit, like every call here: the earlier run may have spent the
+    # admin's budget, and there are hundreds of leftovers.
+    for earlier in retry(cluster.client.workers, pause)["workers"]:
         if earlier["status"] == "alive":
-            cluster.client.drain(earlier["id"])
-    while queued := cluster.client.jobs(state="QUEUED", limit=100)["jobs"]:
-        for leftover in queued:  # its batches leave hundreds: paced by the rate limit
+            retry(partial(cluster.client.drain, earlier["id"]), pause)
+    while queued := retry(partial(cluster.client.jobs, state="QUEUED", limit=100), pause)["jobs"]:
+        for leftover in queued:
             retry(partial(cluster.client.cancel, leftover["id"]), pause)
     worker = register(cluster, f"schemathesis-{caller}", cpu=2, memory_mb=1024)
     spare = register(cluster, f"spare-{caller}", cpu=0.001, memory_mb=1)  # fits no job
