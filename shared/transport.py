@@ -12,7 +12,7 @@ import select
 import socket
 import threading
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import quote, urlencode, urlsplit
 
 # What a failed exchange raises: the connection is then closed, never reused.
@@ -98,14 +98,16 @@ class Connections:
         try:
             conn.request("GET", target, headers=dict(headers))
             response = conn.getresponse()
-            if not 200 <= response.status < 300:
-                return Response(response.status, _headers(response), response.read()), iter(())
+            head = Response(response.status, _headers(response), b"")
+            if not head.ok:
+                refused = replace(head, body=response.read())
+                conn.close()  # its own connection: nothing else would close it
+                return refused, iter(())
             if conn.sock is not None:
                 conn.sock.settimeout(read_timeout_s)
         except BaseException:
             conn.close()
             raise
-        head = Response(response.status, _headers(response), b"")
         return head, _chunks(conn, response)
 
     def close(self) -> None:

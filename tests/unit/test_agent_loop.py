@@ -435,9 +435,11 @@ def test_a_poll_refused_after_deregistering_does_not_register_again(
     assert not any(name != "assignments" for name in names[names.index("deregister") + 1 :])
 
 
-def test_a_worker_lost_while_draining_kills_its_jobs_and_does_not_join_again(
+def draining_with_a_job(
     config: Config, start_agent: Callable[..., Running]
-) -> None:
+) -> tuple[FakeApi, FakeExecutor, Running]:
+    """An agent asked to stop while job j1 runs (held by the executor), once it has told
+    the API it drains."""
     api = FakeApi()
     executor = FakeExecutor()
     running = start_agent(config, api, executor)
@@ -445,6 +447,13 @@ def test_a_worker_lost_while_draining_kills_its_jobs_and_does_not_join_again(
     wait_until(lambda: executor.active == 1)
     running.agent.stop()
     wait_until(lambda: "drain" in api.names())
+    return api, executor, running
+
+
+def test_a_worker_lost_while_draining_kills_its_jobs_and_does_not_join_again(
+    config: Config, start_agent: Callable[..., Running]
+) -> None:
+    api, executor, running = draining_with_a_job(config, start_agent)
 
     api.errors["heartbeat"] = [ApiError(410, "worker_lost", "declared lost")]
 
@@ -540,14 +549,7 @@ def test_never_more_than_max_parallel_jobs_at_once(
 def test_stop_drains_running_jobs_before_exiting(
     config: Config, start_agent: Callable[..., Running]
 ) -> None:
-    api = FakeApi()
-    executor = FakeExecutor()
-    running = start_agent(config, api, executor)
-    api.assign(assignment("j1"))
-    wait_until(lambda: executor.active == 1)
-
-    running.agent.stop()
-    wait_until(lambda: "drain" in api.names())
+    api, executor, running = draining_with_a_job(config, start_agent)
     polls = len(api.calls_of("assignments"))
     assert running.thread.is_alive()
     executor.release.set()
